@@ -1,0 +1,1 @@
+"""optout-gateway: async SMS/email opt-out compliance gateway."""

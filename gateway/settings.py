@@ -1,0 +1,229 @@
+"""Settings: ``OPTOUT_*`` environment variables over an optional TOML file.
+
+The TOML file (``OPTOUT_CONFIG`` or ``--config``) may set any setting by its
+name without the prefix (``http_port = 8081``) and holds the tenants::
+
+    [tenants.acme]
+    brand = "Acme Co"
+    sms_senders = ["+14155550100"]
+
+Environment variables win over the file. Secrets never appear in ``repr``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from suppression.apikeys import TENANT_RE
+from suppression.identifiers import normalize_phone
+
+log = logging.getLogger(__name__)
+
+
+class SettingsError(Exception):
+    """A setting or the config file is invalid; the message names which and why."""
+
+
+class Tenant(BaseModel):
+    """An organisation using the gateway."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = "default"
+    brand: str = "Our messages"
+    sms_senders: tuple[str, ...] = ()
+    twilio_auth_token: SecretStr | None = None
+    email_domains: tuple[str, ...] = ()
+    help_text: str = ""
+    postal_address: str = ""
+    default_region: str = Field(default="US", min_length=2, max_length=2)
+
+    @field_validator("sms_senders")
+    @classmethod
+    def _senders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        # Short codes (5-6 digits) stay as they are; numbers are E.164.
+        return tuple(s if s.isdigit() and len(s) <= 6 else normalize_phone(s) for s in v)
+
+    @field_validator("email_domains")
+    @classmethod
+    def _domains(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(d.strip().lower() for d in v)
+
+
+def _mask_url(url: str | None) -> str | None:
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPTOUT_", extra="forbid",
+                                      validate_default=True)
+
+    redis_url: str | None = Field(default=None, repr=False)
+    data_dir: Path = Path("./var")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=2525, ge=0, le=65535)
+    public_url: str = "http://127.0.0.1:8080"
+    secret_key: SecretStr | None = None
+    email_upstream: str | None = Field(default=None, repr=False)
+    sms_upstream: str | None = Field(default=None, repr=False)
+    config: Path | None = None
+    # Fail-closed budget: a hung Redis must turn into a refusal this fast.
+    redis_timeout_ms: int = Field(default=250, ge=10, le=10_000)
+    redis_pool_size: int = Field(default=50, ge=1, le=10_000)
+    journal_retention_s: float = Field(default=600.0, ge=0)
+    api_key_cache_s: float = Field(default=5.0, ge=0)
+    # How often the store is pinged to notice a restart (and replay the journal).
+    store_health_interval_s: float = Field(default=1.0, gt=0, le=60)
+    log_level: str = "INFO"
+    tenants: dict[str, Tenant] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs: the environment must win over it.
+        return env_settings, init_settings
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v and urlsplit(v).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v or None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return v.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        if v.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return v.upper()
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenants(cls, v: dict[str, Tenant]) -> dict[str, Tenant]:
+        out = {}
+        for tid, tenant in v.items():
+            if not TENANT_RE.match(tid):
+                raise ValueError(f"tenant id '{tid}' must be 1-32 of a-z, 0-9, '_' or '-'")
+            out[tid] = tenant.model_copy(update={"id": tid})
+        if not out:
+            out["default"] = Tenant(id="default")
+        return out
+
+    def __repr__(self) -> str:
+        return (f"Settings(redis_url={_mask_url(self.redis_url)!r}, data_dir={self.data_dir!r}, "
+                f"http={self.http_host}:{self.http_port}, smtp={self.smtp_host}:{self.smtp_port}, "
+                f"public_url={self.public_url!r}, tenants={sorted(self.tenants)!r})")
+
+    __str__ = __repr__
+
+    # -- derived ------------------------------------------------------------
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.data_dir / "journal"
+
+    def resolved_secret_key(self) -> bytes:
+        """The HMAC key for tokens: the setting, or one generated once into the data dir."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+                fh.flush()
+                os.fsync(fh.fileno())
+            log.info("generated a secret key in %s", path)
+        return path.read_text().strip().encode()
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return self.tenants.get(tenant_id)
+
+    def tenant_for_sender(self, number: str) -> Tenant | None:
+        for tenant in self.tenants.values():
+            if number in tenant.sms_senders:
+                return tenant
+        return None
+
+    def warnings(self) -> list[str]:
+        """Risky combinations, logged at start-up."""
+        out = []
+        if self.http_host not in ("127.0.0.1", "::1", "localhost") and \
+                self.public_url.startswith("http://"):
+            out.append("OPTOUT_PUBLIC_URL is plain http while the HTTP listener is not on "
+                       "loopback: unsubscribe links should be https")
+        if self.journal_retention_s < 2:
+            out.append("OPTOUT_JOURNAL_RETENTION_S below 2 s does not cover Redis's "
+                       "appendfsync everysec loss window")
+        return out
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise SettingsError(f"config file {path} does not exist (OPTOUT_CONFIG / --config)"
+                            ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def describe_validation_error(exc: ValidationError, source: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        name = "OPTOUT_" + loc[0].upper() if loc and loc[0] != "tenants" else ".".join(loc)
+        if len(loc) > 1 and loc[0] != "tenants":
+            name += "." + ".".join(loc[1:])
+        lines.append(f"invalid setting {name}: {err['msg']}")
+    suffix = f" (from {source})" if source else ""
+    return "\n".join(lines) + suffix
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, the TOML file and explicit overrides (tests, CLI)."""
+    path = config or (Path(os.environ["OPTOUT_CONFIG"]) if os.environ.get("OPTOUT_CONFIG")
+                      else None)
+    data: dict[str, Any] = _read_toml(path) if path else {}
+    data.update(overrides)
+    if path:
+        data["config"] = path
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc, str(path) if path else "")) from None

@@ -1,0 +1,60 @@
+"""The domain's exception tree.
+
+Each error carries a stable machine-readable ``code`` (the contract's error
+vocabulary) and a sentence a person can act on. Protocol edges map codes to
+HTTP statuses, Twilio error shapes or SMTP replies; nothing here knows them.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every refusal the gateway gives on purpose."""
+
+    code: str = "error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidRecipient(GatewayError):
+    """An identifier that cannot be normalised (bad phone number, bad address)."""
+
+    code = "invalid_recipient"
+
+
+class InvalidRequest(GatewayError):
+    """Input that is well-formed but not acceptable (unknown channel, bad cursor)."""
+
+    code = "invalid_request"
+
+
+class NotFound(GatewayError):
+    code = "not_found"
+
+
+class StoreUnavailable(GatewayError):
+    """Redis did not answer within budget: the caller must fail closed."""
+
+    code = "store_unavailable"
+
+    def __init__(self, message: str = "The suppression store is unavailable; nothing was sent. "
+                 "Retry later.") -> None:
+        super().__init__(message)
+
+
+class JournalFailed(StoreUnavailable):
+    """The local journal could not be made durable (write or fsync failed).
+
+    Never retried: after a failed fsync the kernel may have dropped the dirty
+    pages and cleared the error (the PostgreSQL "fsyncgate" lesson), so the
+    only safe course is to refuse and restart, replaying the journal.
+    """
+
+    code = "store_unavailable"
+
+    def __init__(self, message: str = "The opt-out journal could not be written durably; "
+                 "the gateway is restarting. Retry shortly.") -> None:
+        super().__init__(message)

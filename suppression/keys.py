@@ -1,0 +1,75 @@
+"""Every Redis key the gateway writes, built in one place (arq's ``constants.py`` habit).
+
+Layout and why
+--------------
+Per-identifier data is spread over ``BUCKETS`` small hashes per tenant and
+channel, chosen by a stable hash of the normalised identifier. Small hashes
+stay listpack-encoded, where an entry costs its field and value bytes and
+little else; one big hash or set would cost ~50+ bytes per member.
+
+Buckets are grouped in ``SHARDS`` shards; the shard is the Redis Cluster hash
+tag (``{tenant:channel:shard}``). Everything about one identifier (its
+suppression, consent and audit trail) therefore lives in one slot, so one Lua
+script can change it atomically, while a tenant's data still spreads over 64
+slots of a cluster. A bulk check issues one script call per shard, all in one
+pipeline: one round trip on a single Redis, one per node on a cluster.
+
+Sizing: 65,536 buckets keep ~15 entries per bucket at 1M entries per
+tenant-channel and ~150 at 10M; Redis keeps a hash listpack-encoded up to
+``hash-max-listpack-entries`` (128 by default; the embedded Redis sets 256;
+the store warns at start-up when an external Redis is set lower).
+Changing BUCKETS or the hash function moves every entry: it is part of the
+stored format (``LAYOUT_VERSION``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .models import Channel
+
+PREFIX = "og"
+LAYOUT_VERSION = 1
+BUCKETS = 65_536
+SHARDS = 64
+BUCKETS_PER_SHARD = BUCKETS // SHARDS
+
+META = f"{PREFIX}:meta"  # layout version, written once
+API_KEYS = f"{PREFIX}:apikeys"  # hash: key id -> JSON record (few entries)
+
+
+def bucket_of(identifier: str) -> int:
+    digest = hashlib.blake2b(identifier.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def shard_of(bucket: int) -> int:
+    return bucket // BUCKETS_PER_SHARD
+
+
+def tag(tenant: str, channel: Channel, shard: int) -> str:
+    return f"{{{tenant}:{channel.value}:{shard}}}"
+
+
+def suppressions(tenant: str, channel: Channel, bucket: int) -> str:
+    """Hash: identifier field -> packed entry (see ``codec``)."""
+    return f"{PREFIX}:s:{tag(tenant, channel, shard_of(bucket))}:{bucket}"
+
+
+def consents(tenant: str, channel: Channel, bucket: int) -> str:
+    """Hash: identifier field -> packed latest consent state."""
+    return f"{PREFIX}:c:{tag(tenant, channel, shard_of(bucket))}:{bucket}"
+
+
+def audit(tenant: str, channel: Channel, bucket: int) -> str:
+    """Stream: audit events of the identifiers in this bucket (query by identifier = one XRANGE)."""
+    return f"{PREFIX}:a:{tag(tenant, channel, shard_of(bucket))}:{bucket}"
+
+
+def all_for_identifier(tenant: str, channel: Channel, identifier: str) -> tuple[str, str, str]:
+    bucket = bucket_of(identifier)
+    return (
+        suppressions(tenant, channel, bucket),
+        consents(tenant, channel, bucket),
+        audit(tenant, channel, bucket),
+    )

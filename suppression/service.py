@@ -1,0 +1,338 @@
+"""The single door for every opt-out and opt-in, and the suppression check.
+
+Write path (``record``): journal the events and fsync (group commit), then
+acknowledge; apply them to Redis right away if it answers, else keep them
+pending in memory and apply them when it is back. Checks merge Redis state
+with the pending and recently applied events, so an acknowledged opt-out is
+honoured during an outage and across a Redis restart that lost its last
+second of AOF, until the journal has been replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from .errors import GatewayError, JournalFailed, StoreUnavailable
+from .identifiers import normalize
+from .journal import Journal
+from .models import Channel, OptEvent, Reason, Source, Suppression, new_event_id, now_ms
+from .store import CONSENT_GRANTED, RedisStore, to_suppression
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, Channel, str]
+APPLY_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    identifier: str
+    normalized: str | None
+    suppressed: bool | None
+    error: str | None = None
+
+
+def _wins(a: tuple[int, bool], b: tuple[int, bool]) -> bool:
+    """Does state a=(at_ms, active) win over b? Later wins; an opt-out wins a tie."""
+    return a[0] > b[0] or (a[0] == b[0] and a[1] and not b[1])
+
+
+class SuppressionService:
+    def __init__(
+        self,
+        store: RedisStore,
+        journal: Journal,
+        *,
+        on_fatal: Callable[[BaseException], None] | None = None,
+        apply_interval_s: float = 0.5,
+        health_interval_s: float = 1.0,
+        recent_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.journal = journal
+        self.on_fatal = on_fatal
+        self.apply_interval_s = apply_interval_s
+        self.health_interval_s = health_interval_s
+        self.recent_s = recent_s  # = the journal's retention window
+        self.clock = clock
+        self._pending: dict[str, OptEvent] = {}  # journalled, not yet applied, by event id
+        # Per identifier, the newest journalled event of the retention window:
+        # what checks must honour even if Redis lost it. Ordered by arrival for expiry.
+        self._recent: OrderedDict[Key, tuple[float, OptEvent]] = OrderedDict()
+        self._commit_queue: list[tuple[Sequence[OptEvent], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._run_id: str | None = None
+        self.store_ok = False
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        replay = await asyncio.to_thread(self.journal.open)
+        for ev in replay:
+            self._pending[ev.id] = ev
+            self._remember(ev)
+        if replay:
+            log.info("journal: %d event(s) to replay", len(replay))
+        await self._health_once()  # replays the retained journal when Redis answers
+        with contextlib.suppress(StoreUnavailable):
+            await self._apply_pending()
+        self._tasks = [
+            asyncio.create_task(self._applier(), name="journal-applier"),
+            asyncio.create_task(self._health(), name="store-health"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._writer
+        with contextlib.suppress(StoreUnavailable):
+            await self._apply_pending()
+        await asyncio.to_thread(self.journal.close)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    # -- the single write path ------------------------------------------------
+
+    async def opt_out(self, tenant: str, channel: Channel, identifier: str, *, reason: Reason,
+                      source: Source, detail: dict[str, str] | None = None) -> OptEvent:
+        """Suppress ``identifier`` (normalised) for the tenant. Idempotent.
+
+        Returns once the event is durable in the journal, whether or not Redis
+        answered. Raises ``JournalFailed`` if it could not be made durable.
+        """
+        ev = OptEvent("opt_out", tenant, channel, identifier, reason, source,
+                      detail=dict(detail or {}))
+        await self.record([ev])
+        return ev
+
+    async def opt_in(self, tenant: str, channel: Channel, identifier: str, *, reason: Reason,
+                     source: Source, detail: dict[str, str] | None = None) -> OptEvent:
+        """Lift the tenant's suppression of ``identifier`` and record consent. Idempotent."""
+        ev = OptEvent("opt_in", tenant, channel, identifier, reason, source,
+                      detail=dict(detail or {}))
+        await self.record([ev])
+        return ev
+
+    async def record(self, events: Sequence[OptEvent], *, remember: bool = True) -> None:
+        """Journal, acknowledge, apply. ``remember=False`` (bulk imports) keeps
+        the events out of the in-memory recent window once applied."""
+        if not events:
+            return
+        await self._commit(events)
+        for ev in events:
+            self._pending[ev.id] = ev
+            if remember:
+                self._remember(ev)
+        try:
+            await self.store.apply(events)
+        except StoreUnavailable:
+            log.warning("store down: %d event(s) journalled, applying later", len(events))
+            self._wake.set()
+            return
+        self._applied(events)
+
+    def _remember(self, ev: OptEvent) -> None:
+        now = self.clock()
+        cur = self._recent.get(ev.key)
+        if cur is None or _wins((ev.at_ms, ev.action == "opt_out"),
+                                (cur[1].at_ms, cur[1].action == "opt_out")):
+            self._recent[ev.key] = (now, ev)
+            self._recent.move_to_end(ev.key)
+        horizon = now - self.recent_s
+        while self._recent:
+            key, (seen, old) = next(iter(self._recent.items()))
+            if seen >= horizon or old.id in self._pending:
+                break
+            del self._recent[key]
+
+    def _applied(self, events: Iterable[OptEvent]) -> None:
+        ids = [ev.id for ev in events]
+        for eid in ids:
+            self._pending.pop(eid, None)
+        self.journal.mark_applied(ids)
+
+    async def _commit(self, events: Sequence[OptEvent]) -> None:
+        """Group commit: concurrent callers share one write + fsync."""
+        if self.journal.failed:
+            raise JournalFailed()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._commit_queue.append((events, fut))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_commits())
+        await fut
+
+    async def _write_commits(self) -> None:
+        while self._commit_queue:
+            batch, self._commit_queue = self._commit_queue, []
+            flat = [ev for events, _ in batch for ev in events]
+            try:
+                await asyncio.to_thread(self.journal.append, flat)
+            except JournalFailed as exc:
+                for _, fut in batch + self._commit_queue:
+                    if not fut.done():
+                        fut.set_exception(JournalFailed())
+                self._commit_queue = []
+                log.critical("journal fsync failed: refusing writes and shutting down")
+                if self.on_fatal is not None:
+                    self.on_fatal(exc)
+                return
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+    # -- background: apply pending, replay after a Redis restart ---------------
+
+    async def _apply_pending(self) -> None:
+        while self._pending:
+            batch = sorted(self._pending.values(), key=lambda e: e.at_ms)[:APPLY_BATCH]
+            await self.store.apply(batch)
+            self._applied(batch)
+            log.info("journal: applied %d pending event(s), %d left", len(batch),
+                     len(self._pending))
+        await asyncio.to_thread(self.journal.prune)
+
+    async def _applier(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.apply_interval_s):
+                    await self._wake.wait()
+            self._wake.clear()
+            with contextlib.suppress(StoreUnavailable):
+                await self._apply_pending()
+
+    async def _health(self) -> None:
+        while True:
+            await asyncio.sleep(self.health_interval_s)
+            await self._health_once()
+
+    async def _health_once(self) -> None:
+        try:
+            run_id = await self.store.run_id()
+        except StoreUnavailable:
+            self.store_ok = False
+            return
+        if not self.store_ok or (self._run_id is not None and run_id != self._run_id):
+            # Redis came back, or restarted: it may have lost its last second of AOF.
+            await self.replay()
+        self._run_id = run_id
+        self.store_ok = True
+
+    async def replay(self) -> None:
+        """Re-apply every retained journal event (idempotent)."""
+        events = await asyncio.to_thread(self.journal.retained_events)
+        try:
+            for i in range(0, len(events), APPLY_BATCH):
+                chunk = events[i:i + APPLY_BATCH]
+                await self.store.apply(chunk)
+                self._applied(chunk)
+            await self._apply_pending()
+        except StoreUnavailable:
+            self.store_ok = False
+            return
+        if events:
+            log.info("journal: replayed %d retained event(s)", len(events))
+
+    async def record_consent(self, tenant: str, channel: Channel, identifier: str, *,
+                             method: str, evidence: str | None = None,
+                             detail: dict[str, str] | None = None) -> int:
+        """Record that the person consented (who, when, how, what they were shown).
+
+        Consent is written straight to the store (503 when it is down): unlike an
+        opt-out, a lost consent only means a marketing message is not sent.
+        Returns the time recorded (ms).
+        """
+        at = now_ms()
+        info: dict[str, str] = {"method": method, **(detail or {})}
+        if evidence is not None:
+            info["evidence"] = evidence
+        await self.store.record_consent(tenant, channel, identifier, status=CONSENT_GRANTED,
+                                        at_ms=at, event_id=new_event_id(), source=method,
+                                        detail=info)
+        return at
+
+    # -- checks -------------------------------------------------------------
+
+    def _overlay(self, tenant: str, channel: Channel, identifier: str) -> tuple[int, bool] | None:
+        hit = self._recent.get((tenant, channel, identifier))
+        if hit is None:
+            return None
+        return hit[1].at_ms, hit[1].action == "opt_out"
+
+    async def suppressed(self, tenant: str, channel: Channel,
+                         identifiers: Sequence[str]) -> list[bool]:
+        """Whether each normalised identifier is suppressed, in input order.
+
+        Fails closed: if Redis cannot answer, identifiers with an acknowledged
+        opt-out are known suppressed; any other makes it raise StoreUnavailable.
+        """
+        try:
+            entries = await self.store.entries(tenant, channel, identifiers)
+        except StoreUnavailable:
+            known = [self._overlay(tenant, channel, i) for i in identifiers]
+            if all(k is not None and k[1] for k in known):
+                return [True] * len(identifiers)
+            raise
+        out = []
+        for ident, entry in zip(identifiers, entries, strict=True):
+            state = (entry.at_ms, entry.active) if entry is not None else None
+            over = self._overlay(tenant, channel, ident)
+            if over is not None and (state is None or _wins(over, state)):
+                state = over
+            out.append(state is not None and state[1])
+        return out
+
+    async def get(self, tenant: str, channel: Channel, identifier: str) -> Suppression | None:
+        """The active suppression of one identifier, honouring journalled events."""
+        hit = self._recent.get((tenant, channel, identifier))
+        try:
+            entry = (await self.store.entries(tenant, channel, [identifier]))[0]
+        except StoreUnavailable:
+            if hit is not None and hit[1].action == "opt_out":
+                return from_event(hit[1])
+            raise
+        if hit is not None and (entry is None or _wins(
+                (hit[1].at_ms, hit[1].action == "opt_out"), (entry.at_ms, entry.active))):
+            return from_event(hit[1]) if hit[1].action == "opt_out" else None
+        if entry is None or not entry.active:
+            return None
+        return to_suppression(tenant, channel, identifier, entry)
+
+    async def check(self, tenant: str, channel: Channel, raw: Sequence[str], *,
+                    default_region: str = "US") -> list[CheckResult]:
+        """Bulk check of raw identifiers: normalise each, one store round trip for all."""
+        normalized: list[str | None] = []
+        errors: list[str | None] = []
+        for item in raw:
+            try:
+                normalized.append(normalize(channel, item, default_region=default_region))
+                errors.append(None)
+            except GatewayError as exc:
+                normalized.append(None)
+                errors.append(exc.message)
+        valid = [n for n in normalized if n is not None]
+        flags = iter(await self.suppressed(tenant, channel, valid))
+        return [
+            CheckResult(item, norm, next(flags) if norm is not None else None, err)
+            for item, norm, err in zip(raw, normalized, errors, strict=True)
+        ]
+
+
+def from_event(ev: OptEvent) -> Suppression:
+    return Suppression(tenant=ev.tenant, channel=ev.channel, identifier=ev.identifier,
+                       reason=ev.reason, source=ev.source, created_at_ms=ev.at_ms)

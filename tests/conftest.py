@@ -1,0 +1,110 @@
+"""Shared fixtures: a private redis-server per session, a real gateway on loopback.
+
+No mocks: every test talks to a real ``redis-server`` child and to the
+gateway's own aiohttp server over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from aiohttp.test_utils import TestClient, TestServer
+from redis_proc import RedisServerProcess, tcp_redis
+
+from gateway.app import build_app
+from gateway.components import Components
+from gateway.settings import Settings, load_settings
+from suppression.apikeys import parse_scopes
+from suppression.journal import FsyncFn
+
+for name in list(os.environ):
+    if name.startswith("OPTOUT_"):  # the machine's settings must not leak into tests
+        del os.environ[name]
+
+TENANTS: dict[str, Any] = {
+    "acme": {"brand": "Acme Co", "sms_senders": ["+14155550100"],
+             "twilio_auth_token": "acme-token", "email_domains": ["acme.example"],
+             "help_text": "Acme Co: help at acme.example/help", "postal_address": "1 Main St"},
+    "globex": {"brand": "Globex", "sms_senders": ["+14155550199"],
+               "email_domains": ["globex.example"]},
+}
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServerProcess]:
+    """One private redis-server for the session; tests that kill Redis use ``own_redis``."""
+    proc = tcp_redis(tmp_path_factory.mktemp("redis"))
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServerProcess) -> str:
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
+    """A redis-server this test alone may kill, pause and restart."""
+    proc = tcp_redis(tmp_path / "own-redis")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def make_settings(redis_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"redis_url": redis_url, "data_dir": data_dir,
+                              "tenants": TENANTS, "store_health_interval_s": 0.2,
+                              "secret_key": "test-secret-key"}
+    values.update(overrides)
+    return load_settings(None, **values)
+
+
+@dataclass
+class Gateway:
+    """A running gateway: its parts and an HTTP client bound to its real server."""
+
+    parts: Components
+    http: TestClient[Any, Any]
+
+    async def key(self, tenant: str = "acme", scopes: str = "send,read,write,inbound,export",
+                  *, transactional: bool = False) -> str:
+        plaintext, _ = await self.parts.apikeys.create(tenant, parse_scopes(scopes),
+                                                       transactional=transactional,
+                                                       name="test")
+        return plaintext
+
+    @staticmethod
+    def auth(key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+
+
+
+async def start_gateway(settings: Settings, *, fsync: FsyncFn = os.fsync
+                        ) -> tuple[Components, TestClient[Any, Any]]:
+    parts = await Components.start(settings, fsync=fsync)
+    client: TestClient[Any, Any] = TestClient(TestServer(build_app(parts)))
+    await client.start_server()
+    return parts, client
+
+
+async def stop_gateway(parts: Components, client: TestClient[Any, Any]) -> None:
+    await client.close()
+    await parts.close()
+
+
+@pytest.fixture
+async def gw(redis_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
+    parts, client = await start_gateway(make_settings(redis_url, tmp_path / "data"))
+    yield Gateway(parts, client)
+    await stop_gateway(parts, client)
