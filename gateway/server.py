@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from aiohttp import web
+
+from suppression.journal import FsyncFn
 
 from .app import build_app
 from .components import Components
@@ -19,7 +22,8 @@ EXIT_JOURNAL_FAILED = 75  # EX_TEMPFAIL: restart me, the journal will be replaye
 DRAIN_TIMEOUT_S = 10.0
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, *, fsync: FsyncFn = os.fsync) -> int:
+    """Run until SIGTERM/SIGINT (exit 0) or a journal failure (exit 75)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -27,7 +31,7 @@ async def serve(settings: Settings) -> int:
     for warning in settings.warnings():
         log.warning("%s", warning)
 
-    components = await Components.start(settings, on_fatal=lambda exc: stop.set())
+    components = await Components.start(settings, fsync=fsync, on_fatal=lambda exc: stop.set())
     runner = web.AppRunner(build_app(components), handle_signals=False,
                            shutdown_timeout=DRAIN_TIMEOUT_S, access_log=None)
     try:

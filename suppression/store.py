@@ -112,30 +112,33 @@ class RedisStore:
         """Apply events in order, in one pipeline. Idempotent: see ``apply_event.lua``."""
 
         async def run() -> list[int]:
-            pipe = self.client.pipeline(transaction=False)
-            for ev in events:
-                sup, con, aud = keys.all_for_identifier(ev.tenant, ev.channel, ev.identifier)
-                entry = codec.encode_entry(
-                    codec.EntryState(ev.at_ms, ev.action == "opt_out", ev.reason, ev.source)
-                )
-                consent = ""
-                if ev.action == "opt_in":
-                    consent = str(encode_consent(ev.at_ms, CONSENT_GRANTED))
-                await self._apply(
-                    keys=[sup, con, aud],
-                    args=[
-                        codec.encode_field(ev.channel, ev.identifier), ev.action, ev.at_ms,
-                        entry, ev.id, consent, ev.identifier, ev.reason.value,
-                        ev.source.value, json.dumps(ev.detail, separators=(",", ":")),
-                    ],
-                    client=pipe,
-                )
-            return [int(r) for r in await pipe.execute()]
+            async with self.client.pipeline(transaction=False) as pipe:
+                return await self._apply_in(pipe, events)
 
         if not events:
             return []
         budget = timeout_s or max(self.op_timeout_s, 0.0005 * len(events))
         return await self._call("apply", run, budget)
+
+    async def _apply_in(self, pipe: Any, events: Sequence[OptEvent]) -> list[int]:
+        for ev in events:
+            sup, con, aud = keys.all_for_identifier(ev.tenant, ev.channel, ev.identifier)
+            entry = codec.encode_entry(
+                codec.EntryState(ev.at_ms, ev.action == "opt_out", ev.reason, ev.source)
+            )
+            consent = ""
+            if ev.action == "opt_in":
+                consent = str(encode_consent(ev.at_ms, CONSENT_GRANTED))
+            await self._apply(
+                keys=[sup, con, aud],
+                args=[
+                    codec.encode_field(ev.channel, ev.identifier), ev.action, ev.at_ms,
+                    entry, ev.id, consent, ev.identifier, ev.reason.value,
+                    ev.source.value, json.dumps(ev.detail, separators=(",", ":")),
+                ],
+                client=pipe,
+            )
+        return [int(r) for r in await pipe.execute()]
 
     async def record_consent(self, tenant: str, channel: Channel, identifier: str, *,
                              status: int, at_ms: int, event_id: str, source: str,
@@ -162,15 +165,15 @@ class RedisStore:
             by_shard[keys.shard_of(keys.bucket_of(ident))].append(i)
 
         async def run() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            for positions in by_shard.values():
-                await self._check(
-                    keys=[keys.suppressions(tenant, channel, keys.bucket_of(identifiers[i]))
-                          for i in positions],
-                    args=[codec.encode_field(channel, identifiers[i]) for i in positions],
-                    client=pipe,
-                )
-            return list(await pipe.execute())
+            async with self.client.pipeline(transaction=False) as pipe:
+                for positions in by_shard.values():
+                    await self._check(
+                        keys=[keys.suppressions(tenant, channel, keys.bucket_of(identifiers[i]))
+                              for i in positions],
+                        args=[codec.encode_field(channel, identifiers[i]) for i in positions],
+                        client=pipe,
+                    )
+                return list(await pipe.execute())
 
         if not identifiers:
             return []
@@ -232,10 +235,10 @@ class RedisStore:
             batch = range(bucket, min(bucket + LIST_SCAN_BATCH, keys.BUCKETS))
 
             async def read(batch: range = batch) -> list[Any]:
-                pipe = self.client.pipeline(transaction=False)
-                for b in batch:
-                    pipe.hgetall(keys.suppressions(tenant, channel, b))
-                return list(await pipe.execute())
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for b in batch:
+                        pipe.hgetall(keys.suppressions(tenant, channel, b))
+                    return list(await pipe.execute())
 
             for b, mapping in zip(batch, await self._call("list", read), strict=True):
                 rows = sorted(
