@@ -213,13 +213,20 @@ class SuppressionService:
                 async with asyncio.timeout(self.apply_interval_s):
                     await self._wake.wait()
             self._wake.clear()
-            with contextlib.suppress(StoreUnavailable):
+            try:
                 await self._apply_pending()
+            except StoreUnavailable:
+                pass  # still down: the events stay pending and honoured by checks
+            except Exception:  # a background loop must outlive any one failure
+                log.exception("journal applier failed; retrying")
 
     async def _health(self) -> None:
         while True:
             await asyncio.sleep(self.health_interval_s)
-            await self._health_once()
+            try:
+                await self._health_once()
+            except Exception:
+                log.exception("store health check failed; retrying")
 
     async def _health_once(self) -> None:
         try:
@@ -227,14 +234,20 @@ class SuppressionService:
         except StoreUnavailable:
             self.store_ok = False
             return
-        if not self.store_ok or (self._run_id is not None and run_id != self._run_id):
-            # Redis came back, or restarted: it may have lost its last second of AOF.
-            await self.replay()
-        self._run_id = run_id
+        if run_id != self._run_id:
+            # First contact, a restart or a failover: Redis may have lost its last
+            # second of AOF (or a replica its last replicated writes), so replay the
+            # retained journal. A mere blip (same run id) lost nothing: the applier
+            # only has to catch up with pending events.
+            if not await self.replay():
+                return
+            self._run_id = run_id
+        elif self._pending:
+            self._wake.set()
         self.store_ok = True
 
-    async def replay(self) -> None:
-        """Re-apply every retained journal event (idempotent)."""
+    async def replay(self) -> bool:
+        """Re-apply every retained journal event (idempotent). False if Redis failed."""
         events = await asyncio.to_thread(self.journal.retained_events)
         try:
             for i in range(0, len(events), APPLY_BATCH):
@@ -244,9 +257,10 @@ class SuppressionService:
             await self._apply_pending()
         except StoreUnavailable:
             self.store_ok = False
-            return
+            return False
         if events:
             log.info("journal: replayed %d retained event(s)", len(events))
+        return True
 
     async def record_consent(self, tenant: str, channel: Channel, identifier: str, *,
                              method: str, evidence: str | None = None,
