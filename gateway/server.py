@@ -13,6 +13,7 @@ from suppression.journal import FsyncFn
 
 from .app import build_app
 from .components import Components
+from .logs import RouteAccessLogger
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ async def serve(settings: Settings, *, fsync: FsyncFn = os.fsync) -> int:
 
     components = await Components.start(settings, fsync=fsync, on_fatal=lambda exc: stop.set())
     runner = web.AppRunner(build_app(components), handle_signals=False,
-                           shutdown_timeout=DRAIN_TIMEOUT_S, access_log=None)
+                           shutdown_timeout=DRAIN_TIMEOUT_S,
+                           access_log_class=RouteAccessLogger)
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)

@@ -19,6 +19,7 @@ from redis_proc import RedisServerProcess, tcp_redis
 
 from gateway.app import build_app
 from gateway.components import Components
+from gateway.logs import RouteAccessLogger
 from gateway.settings import Settings, load_settings
 from suppression.apikeys import parse_scopes
 from suppression.journal import FsyncFn
@@ -93,7 +94,9 @@ class Gateway:
 async def start_gateway(settings: Settings, *, fsync: FsyncFn = os.fsync
                         ) -> tuple[Components, TestClient[Any, Any]]:
     parts = await Components.start(settings, fsync=fsync)
-    client: TestClient[Any, Any] = TestClient(TestServer(build_app(parts)))
+    server = TestServer(build_app(parts))
+    await server.start_server(access_log_class=RouteAccessLogger)  # as serve() logs
+    client: TestClient[Any, Any] = TestClient(server)
     await client.start_server()
     return parts, client
 
