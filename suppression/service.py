@@ -150,8 +150,11 @@ class SuppressionService:
     def _remember(self, ev: OptEvent) -> None:
         now = self.clock()
         cur = self._recent.get(ev.key)
-        if cur is None or _wins((ev.at_ms, ev.action == "opt_out"),
-                                (cur[1].at_ms, cur[1].action == "opt_out")):
+        # A repeated opt-out changes nothing (the store keeps the first one, with its
+        # time and reason): keep the first here too.
+        repeated = cur is not None and cur[1].action == "opt_out" and ev.action == "opt_out"
+        if cur is None or (not repeated and _wins((ev.at_ms, ev.action == "opt_out"),
+                                                  (cur[1].at_ms, cur[1].action == "opt_out"))):
             self._recent[ev.key] = (now, ev)
             self._recent.move_to_end(ev.key)
         horizon = now - self.recent_s
@@ -320,6 +323,8 @@ class SuppressionService:
             if hit is not None and hit[1].action == "opt_out":
                 return from_event(hit[1])
             raise
+        if entry is not None and entry.active and hit is not None and hit[1].action == "opt_out":
+            hit = None  # both say suppressed: the stored entry has the first time and reason
         if hit is not None and (entry is None or _wins(
                 (hit[1].at_ms, hit[1].action == "opt_out"), (entry.at_ms, entry.active))):
             return from_event(hit[1]) if hit[1].action == "opt_out" else None

@@ -10,17 +10,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import logging
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from . import codec, keys
 from .errors import InvalidRequest, StoreUnavailable
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONSENT_REVOKED, CONSENT_GRANTED, CONSENT_PENDING = 0, 1, 2
-LIST_SCAN_BATCH = 512  # buckets read per round trip while listing
+LIST_SCAN_BATCH = 256  # used buckets read per round trip while listing
 MAX_PAGE = 1000
 
 
@@ -68,22 +68,52 @@ class AuditEntry:
         }
 
 
+class Script:
+    """A Lua script sent as plain EVALSHA (one round trip, also inside pipelines).
+
+    redis-py's own Script objects make every pipeline ask ``SCRIPT EXISTS``
+    first: a second round trip. Here a NOSCRIPT reply (a restarted Redis has
+    an empty script cache) loads the script and the caller retries once.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.source = _load_lua(name)
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+    def args(self, keys: Sequence[str], argv: Sequence[str | int]) -> list[str | int]:
+        return [self.sha, len(keys), *keys, *argv]
+
+
 class RedisStore:
     def __init__(self, client: aioredis.Redis, *, op_timeout_s: float = 0.5) -> None:
         self.client = client
         self.op_timeout_s = op_timeout_s
-        self._apply: AsyncScript = client.register_script(_load_lua("apply_event"))
-        self._check: AsyncScript = client.register_script(_load_lua("check_many"))
-        self._consent: AsyncScript = client.register_script(_load_lua("record_consent"))
+        self._scripts = [Script(n) for n in ("apply_event", "check_many", "record_consent")]
+        self._apply, self._check, self._consent = self._scripts
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]],
                     timeout_s: float | None = None) -> T:
         try:
             async with asyncio.timeout(timeout_s or self.op_timeout_s):
-                return await fn()
+                try:
+                    return await fn()
+                except NoScriptError:
+                    await self._load_scripts()
+                    return await fn()
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("store %s failed: %s: %s", what, type(exc).__name__, exc)
             raise StoreUnavailable() from exc
+
+    async def _load_scripts(self) -> None:
+        for script in self._scripts:
+            await self.client.script_load(script.source)
+
+    async def _pipeline(self, commands: Iterable[Sequence[str | int]]) -> list[Any]:
+        """Run commands in one pipeline (one round trip); errors raise."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute())
 
     # -- health -------------------------------------------------------------
 
@@ -110,88 +140,66 @@ class RedisStore:
     async def apply(self, events: Sequence[OptEvent], *, timeout_s: float | None = None
                     ) -> list[int]:
         """Apply events in order, in one pipeline. Idempotent: see ``apply_event.lua``."""
-
-        async def run() -> list[int]:
-            async with self.client.pipeline(transaction=False) as pipe:
-                return await self._apply_in(pipe, events)
-
-        if not events:
-            return []
-        budget = timeout_s or max(self.op_timeout_s, 0.0005 * len(events))
-        return await self._call("apply", run, budget)
-
-    async def _apply_in(self, pipe: Any, events: Sequence[OptEvent]) -> list[int]:
+        commands = []
         for ev in events:
             sup, con, aud = keys.all_for_identifier(ev.tenant, ev.channel, ev.identifier)
             entry = codec.encode_entry(
-                codec.EntryState(ev.at_ms, ev.action == "opt_out", ev.reason, ev.source)
-            )
-            consent = ""
-            if ev.action == "opt_in":
-                consent = str(encode_consent(ev.at_ms, CONSENT_GRANTED))
-            await self._apply(
-                keys=[sup, con, aud],
-                args=[
-                    codec.encode_field(ev.channel, ev.identifier), ev.action, ev.at_ms,
-                    entry, ev.id, consent, ev.identifier, ev.reason.value,
-                    ev.source.value, json.dumps(ev.detail, separators=(",", ":")),
-                ],
-                client=pipe,
-            )
-        return [int(r) for r in await pipe.execute()]
+                codec.EntryState(ev.at_ms, ev.action == "opt_out", ev.reason, ev.source))
+            consent = (str(encode_consent(ev.at_ms, CONSENT_GRANTED))
+                       if ev.action == "opt_in" else "")
+            record = audit_record(ev.at_ms, ev.action, ev.identifier, ev.reason.value,
+                                  ev.source.value, ev.detail)
+            bucket = keys.bucket_of(ev.identifier)
+            used = keys.used_buckets(ev.tenant, ev.channel, keys.shard_of(bucket))
+            commands.append(("EVALSHA", *self._apply.args(
+                [sup, con, aud, used],
+                [codec.encode_field(ev.channel, ev.identifier), ev.action, entry, ev.id,
+                 consent, record, bucket % keys.BUCKETS_PER_SHARD])))
+        if not commands:
+            return []
+        budget = timeout_s or max(self.op_timeout_s, 0.0005 * len(events))
+        replies = await self._call("apply", lambda: self._pipeline(commands), budget)
+        return [int(r) for r in replies]
 
     async def record_consent(self, tenant: str, channel: Channel, identifier: str, *,
                              status: int, at_ms: int, event_id: str, source: str,
                              detail: dict[str, Any]) -> None:
         _, con, aud = keys.all_for_identifier(tenant, channel, identifier)
-
-        async def run() -> Any:
-            return await self._consent(
-                keys=[con, aud],
-                args=[codec.encode_field(channel, identifier), encode_consent(at_ms, status),
-                      at_ms, event_id, identifier, source,
-                      json.dumps(detail, separators=(",", ":"))],
-            )
-
-        await self._call("record_consent", run)
+        command = ("EVALSHA", *self._consent.args(
+            [con, aud],
+            [codec.encode_field(channel, identifier), encode_consent(at_ms, status), event_id,
+             audit_record(at_ms, "consent", identifier, "", source, detail)]))
+        await self._call("record_consent", lambda: self._pipeline([command]))
 
     # -- reads --------------------------------------------------------------
 
     async def entries(self, tenant: str, channel: Channel, identifiers: Sequence[str]
                       ) -> list[codec.EntryState | None]:
         """The stored state of each identifier, in input order: one round trip."""
-        by_shard: dict[int, list[int]] = defaultdict(list)
+        by_shard: dict[int, tuple[list[int], list[str], list[str]]] = {}
         for i, ident in enumerate(identifiers):
-            by_shard[keys.shard_of(keys.bucket_of(ident))].append(i)
-
-        async def run() -> list[Any]:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for positions in by_shard.values():
-                    await self._check(
-                        keys=[keys.suppressions(tenant, channel, keys.bucket_of(identifiers[i]))
-                              for i in positions],
-                        args=[codec.encode_field(channel, identifiers[i]) for i in positions],
-                        client=pipe,
-                    )
-                return list(await pipe.execute())
-
+            bucket = keys.bucket_of(ident)
+            positions, bucket_keys, fields = by_shard.setdefault(
+                keys.shard_of(bucket), ([], [], []))
+            positions.append(i)
+            bucket_keys.append(keys.suppressions(tenant, channel, bucket))
+            fields.append(codec.encode_field(channel, ident))
         if not identifiers:
             return []
-        replies = await self._call("check", run)
+        commands = [("EVALSHA", *self._check.args(k, f)) for _, k, f in by_shard.values()]
+        replies = await self._call("check", lambda: self._pipeline(commands))
         out: list[codec.EntryState | None] = [None] * len(identifiers)
-        for positions, values in zip(by_shard.values(), replies, strict=True):
+        for (positions, _, _), values in zip(by_shard.values(), replies, strict=True):
             for i, raw in zip(positions, values, strict=True):
-                out[i] = codec.decode_entry(raw) if raw is not None else None
+                if raw is not None:
+                    out[i] = codec.decode_entry(raw)
         return out
 
     async def get(self, tenant: str, channel: Channel, identifier: str) -> Suppression | None:
-        key = keys.suppressions(tenant, channel, keys.bucket_of(identifier))
-        field = codec.encode_field(channel, identifier)
-        raw = await self._call("get", lambda: self.client.hget(key, field))
-        if raw is None:
+        state = (await self.entries(tenant, channel, [identifier]))[0]
+        if state is None or not state.active:
             return None
-        state = codec.decode_entry(raw)
-        return to_suppression(tenant, channel, identifier, state) if state.active else None
+        return to_suppression(tenant, channel, identifier, state)
 
     async def consent_state(self, tenant: str, channel: Channel, identifier: str
                             ) -> tuple[int, int] | None:
@@ -203,22 +211,12 @@ class RedisStore:
 
     async def audit(self, tenant: str, channel: Channel, identifier: str) -> list[AuditEntry]:
         _, _, aud = keys.all_for_identifier(tenant, channel, identifier)
-        rows: Any = await self._call("audit", lambda: self.client.xrange(aud, "-", "+"))
+        rows: Any = await self._call("audit", lambda: self.client.lrange(aud, 0, -1))
         out = []
-        for stream_id, fields in rows:
-            f = {k.decode(): v.decode() for k, v in fields.items()}
-            if f.get("i") != identifier:
-                continue
-            sid = stream_id.decode()
-            try:
-                detail = json.loads(f.get("d") or "{}")
-            except json.JSONDecodeError:
-                detail = {}
-            out.append(AuditEntry(
-                id=f.get("e", sid), type=f.get("t", ""), channel=channel, identifier=identifier,
-                at_ms=int(sid.split("-")[0]), reason=f.get("r", ""), source=f.get("s", ""),
-                effect=f.get("x", ""), detail=detail,
-            ))
+        for raw in rows:
+            entry = parse_audit(channel, raw)
+            if entry is not None and entry.identifier == identifier:
+                out.append(entry)
         return out
 
     async def list_page(self, tenant: str, channel: Channel, *, cursor: str | None,
@@ -228,24 +226,18 @@ class RedisStore:
         The cursor is the last position returned, so entries present for the
         whole iteration are returned exactly once, whatever is written meanwhile.
         """
-        bucket, after = decode_cursor(cursor)
+        start, after = decode_cursor(cursor)
         items: list[Suppression] = []
         needle = query.lower() if query else None
-        while bucket < keys.BUCKETS and len(items) < limit:
-            batch = range(bucket, min(bucket + LIST_SCAN_BATCH, keys.BUCKETS))
-
-            async def read(batch: range = batch) -> list[Any]:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for b in batch:
-                        pipe.hgetall(keys.suppressions(tenant, channel, b))
-                    return list(await pipe.execute())
-
-            for b, mapping in zip(batch, await self._call("list", read), strict=True):
-                rows = sorted(
-                    (codec.decode_field(channel, f), v) for f, v in mapping.items()
-                )
+        used = await self._used_buckets(tenant, channel, start)
+        for i in range(0, len(used), LIST_SCAN_BATCH):
+            batch = used[i:i + LIST_SCAN_BATCH]
+            commands = [("HGETALL", keys.suppressions(tenant, channel, b)) for b in batch]
+            replies = await self._call("list", partial(self._pipeline, commands))
+            for b, mapping in zip(batch, replies, strict=True):
+                rows = sorted((codec.decode_field(channel, f), v) for f, v in mapping.items())
                 for ident, raw in rows:
-                    if b == bucket and after is not None and ident <= after:
+                    if b == start and after is not None and ident <= after:
                         continue
                     if needle and needle not in ident.lower():
                         continue
@@ -254,11 +246,42 @@ class RedisStore:
                         continue
                     items.append(to_suppression(tenant, channel, ident, state))
                     if len(items) == limit:
-                        more = encode_cursor(b, ident)
-                        return items, more
-                after = None
-            bucket = batch.stop
+                        return items, encode_cursor(b, ident)
         return items, None
+
+    async def _used_buckets(self, tenant: str, channel: Channel, start: int) -> list[int]:
+        """Buckets from ``start`` on that ever held a suppression, in order: one round trip."""
+        shards = range(keys.shard_of(start), keys.SHARDS)
+        commands = [("GET", keys.used_buckets(tenant, channel, s)) for s in shards]
+        bitmaps = await self._call("list", partial(self._pipeline, commands))
+        out = []
+        for shard, bitmap in zip(shards, bitmaps, strict=True):
+            for byte_index, byte in enumerate(bitmap or b""):
+                for bit in range(8):
+                    if byte & (0x80 >> bit):  # SETBIT numbers bits from the most significant
+                        bucket = shard * keys.BUCKETS_PER_SHARD + byte_index * 8 + bit
+                        if bucket >= start:
+                            out.append(bucket)
+        return out
+
+
+def audit_record(at_ms: int, kind: str, identifier: str, reason: str, source: str,
+                 detail: dict[str, Any]) -> str:
+    return json.dumps([at_ms, kind, identifier, reason, source, detail], separators=(",", ":"))
+
+
+def parse_audit(channel: Channel, raw: bytes | str) -> AuditEntry | None:
+    """``<event id>|<effect>|<JSON [at_ms, type, identifier, reason, source, detail]>``."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    try:
+        eid, effect, payload = text.split("|", 2)
+        at_ms, kind, identifier, reason, source, detail = json.loads(payload)
+    except ValueError:
+        log.warning("skipping an unreadable audit record")
+        return None
+    return AuditEntry(id=eid, type=kind, channel=channel, identifier=identifier,
+                      at_ms=int(at_ms), reason=reason, source=source, effect=effect,
+                      detail=detail if isinstance(detail, dict) else {})
 
 
 def to_suppression(tenant: str, channel: Channel, identifier: str,

@@ -175,13 +175,15 @@ async def test_key_footprint_of_one_opt_out(gw: Gateway, redis_url: str) -> None
         added = {k.decode() for k in set(raw.keys("*")) - before}
         bucket = keys.bucket_of("+14155550130")
         assert added == {keys.suppressions("acme", Channel.SMS, bucket),
-                         keys.audit("acme", Channel.SMS, bucket)}
+                         keys.audit("acme", Channel.SMS, bucket),
+                         keys.used_buckets("acme", Channel.SMS, keys.shard_of(bucket))}
         assert raw.hlen(keys.suppressions("acme", Channel.SMS, bucket)) == 1
-        assert raw.xlen(keys.audit("acme", Channel.SMS, bucket)) == 1
+        assert raw.llen(keys.audit("acme", Channel.SMS, bucket)) == 1
         assert raw.ttl(keys.suppressions("acme", Channel.SMS, bucket)) == -1  # never expires
-        # The same opt-out again changes no state and adds one audit line only.
+        # The same opt-out again changes no state and adds no key.
         assert await _suppress(gw, key, "+14155550130") == 201
         assert raw.hlen(keys.suppressions("acme", Channel.SMS, bucket)) == 1
+        assert {k.decode() for k in set(raw.keys("*")) - before} == added
 
 
 def test_tcp_redis_helper_gives_fixed_url(tmp_path: Path) -> None:
