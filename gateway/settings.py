@@ -20,43 +20,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from suppression.apikeys import TENANT_RE
-from suppression.identifiers import normalize_phone
+from suppression.tenants import Tenant
 
 log = logging.getLogger(__name__)
 
 
 class SettingsError(Exception):
     """A setting or the config file is invalid; the message names which and why."""
-
-
-class Tenant(BaseModel):
-    """An organisation using the gateway."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str = "default"
-    brand: str = "Our messages"
-    sms_senders: tuple[str, ...] = ()
-    twilio_auth_token: SecretStr | None = None
-    email_domains: tuple[str, ...] = ()
-    help_text: str = ""
-    postal_address: str = ""
-    default_region: str = Field(default="US", min_length=2, max_length=2)
-
-    @field_validator("sms_senders")
-    @classmethod
-    def _senders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        # Short codes (5-6 digits) stay as they are; numbers are E.164.
-        return tuple(s if s.isdigit() and len(s) <= 6 else normalize_phone(s) for s in v)
-
-    @field_validator("email_domains")
-    @classmethod
-    def _domains(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(d.strip().lower() for d in v)
 
 
 def _mask_url(url: str | None) -> str | None:

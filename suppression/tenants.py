@@ -1,0 +1,90 @@
+"""Tenants: the organisations using the gateway, and the rules each one sets.
+
+Validated once at start-up (from the TOML file); the domain reads them, never
+the files or the environment.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from .content import DEFAULT_SHORTENERS, ContentRules, validate_patterns
+from .identifiers import normalize_phone
+
+# CTIA Messaging Principles: a STOP reply confirms the opt-out, names the brand, says no more
+# messages will be sent and how to come back; HELP names the brand, where to get help, how to
+# opt out and that rates may apply; an opt-in confirmation adds frequency and HELP/STOP.
+DEFAULT_OPT_OUT_REPLY = ("{brand}: You are unsubscribed and will receive no more messages. "
+                         "Reply START to resubscribe.")
+DEFAULT_OPT_IN_REPLY = ("{brand}: You are subscribed to messages. {frequency}. Reply HELP for "
+                        "help, STOP to opt out. Msg & data rates may apply.")
+DEFAULT_HELP_REPLY = ("{brand}: {help_text} Reply STOP to opt out. Msg & data rates may apply.")
+
+
+class SmsReplies(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    opt_out: str = DEFAULT_OPT_OUT_REPLY
+    opt_in: str = DEFAULT_OPT_IN_REPLY
+    help: str = DEFAULT_HELP_REPLY
+
+    @field_validator("opt_out", "opt_in", "help")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        try:
+            v.format(brand="", help_text="", frequency="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"template {v!r} may use only {{brand}}, {{help_text}} and "
+                             f"{{frequency}}: {exc}") from None
+        return v
+
+
+class Tenant(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = "default"
+    brand: str = "Our messages"
+    sms_senders: tuple[str, ...] = ()
+    twilio_auth_token: SecretStr | None = None
+    email_domains: tuple[str, ...] = ()
+    help_text: str = "Reply to this message for help."
+    postal_address: str = ""
+    default_region: str = Field(default="US", min_length=2, max_length=2)
+    frequency: str = "Msg frequency varies"
+    sms_replies: SmsReplies = SmsReplies()
+    # "first": append " Reply STOP to opt out." to a marketing text lacking opt-out
+    # language when it is the first to that recipient in 30 days; "always": to every one.
+    append_stop: Literal["first", "always"] = "first"
+    blocked_terms: tuple[str, ...] = ()
+    blocked_patterns: tuple[str, ...] = ()
+    blocked_domains: tuple[str, ...] = DEFAULT_SHORTENERS
+    blocked_content_retention_days: int = Field(default=30, ge=1, le=3650)
+    message_retention_days: int = Field(default=90, ge=1, le=3650)
+
+    @field_validator("sms_senders")
+    @classmethod
+    def _senders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        # Short codes (5-6 digits) stay as they are; numbers are E.164.
+        return tuple(s if s.isdigit() and len(s) <= 6 else normalize_phone(s) for s in v)
+
+    @field_validator("email_domains", "blocked_domains")
+    @classmethod
+    def _domains(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(d.strip().lower() for d in v)
+
+    @field_validator("blocked_patterns")
+    @classmethod
+    def _patterns(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        validate_patterns(v)
+        return v
+
+    @property
+    def content_rules(self) -> ContentRules:
+        return ContentRules(self.blocked_terms, self.blocked_patterns, self.blocked_domains)
+
+    def reply(self, kind: Literal["opt_out", "opt_in", "help"]) -> str:
+        template: str = getattr(self.sms_replies, kind)
+        return template.format(brand=self.brand, help_text=self.help_text,
+                               frequency=self.frequency)
