@@ -15,14 +15,18 @@ import redis.asyncio as aioredis
 
 from suppression import keys
 from suppression.apikeys import ApiKeys
+from suppression.inbound import InboundHandler
 from suppression.journal import FsyncFn, Journal
+from suppression.outbound import SmsSender
 from suppression.service import SuppressionService
 from suppression.store import RedisStore
+from suppression.transport import SmsUpstream
 
 from .embedded_redis import RedisServerProcess, start_embedded
 from .metrics import Metrics
 from .redis_client import make_client
 from .settings import Settings
+from .sms_upstream import sms_upstream_from_url
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,9 @@ class Components:
     service: SuppressionService
     apikeys: ApiKeys
     metrics: Metrics
+    sms_upstream: SmsUpstream
+    sms: SmsSender
+    inbound: InboundHandler
     redis_proc: RedisServerProcess | None = None
     fatal: list[BaseException] = field(default_factory=list)
 
@@ -70,9 +77,11 @@ class Components:
                                      recent_s=settings.journal_retention_s,
                                      health_interval_s=settings.store_health_interval_s)
         metrics = Metrics()
+        upstream = sms_upstream_from_url(settings.sms_upstream_url())
         self = cls(settings=settings, client=client, store=store, journal=journal,
                    service=service, apikeys=ApiKeys(store, fresh_s=settings.api_key_cache_s),
-                   metrics=metrics, redis_proc=proc, fatal=fatal)
+                   metrics=metrics, sms_upstream=upstream, sms=SmsSender(service, upstream),
+                   inbound=InboundHandler(service), redis_proc=proc, fatal=fatal)
         try:
             await service.start()
         except BaseException:
@@ -90,6 +99,7 @@ class Components:
                 "Set it to 256 (the embedded Redis does).", limit, limit * keys.BUCKETS // 2)
 
     async def close(self) -> None:
+        await self.sms_upstream.close()
         await self.service.close()
         await self._close_client()
 

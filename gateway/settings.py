@@ -89,6 +89,15 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return v or None
 
+    @field_validator("sms_upstream")
+    @classmethod
+    def _sms_upstream(cls, v: str | None) -> str | None:
+        if v:
+            from gateway.sms_upstream import sms_upstream_from_url
+
+            sms_upstream_from_url(v)  # raises ValueError naming the problem
+        return v or None
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, v: str) -> str:
@@ -128,6 +137,12 @@ class Settings(BaseSettings):
     @property
     def journal_dir(self) -> Path:
         return self.data_dir / "journal"
+
+    def sms_upstream_url(self) -> str:
+        return self.sms_upstream or f"file://{self.data_dir.resolve()}/outbox/sms.jsonl"
+
+    def email_upstream_url(self) -> str:
+        return self.email_upstream or f"file://{self.data_dir.resolve()}/outbox/email"
 
     def resolved_secret_key(self) -> bytes:
         """The HMAC key for tokens: the setting, or one generated once into the data dir."""

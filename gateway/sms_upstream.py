@@ -51,17 +51,28 @@ import os
 import re
 import socket
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 from yarl import URL
 
-from suppression.errors import GatewayError
 from suppression.identifiers import mask
 from suppression.models import Channel
+from suppression.transport import (
+    TWILIO_OPTED_OUT,
+    OutboundSms,
+    SmsUpstream,
+    UpstreamAccepted,
+    UpstreamFailed,
+    UpstreamRecipientOptedOut,
+)
+
+__all__ = [
+    "TWILIO_OPTED_OUT", "OutboundSms", "SmsUpstream", "UpstreamAccepted", "UpstreamFailed",
+    "UpstreamRecipientOptedOut", "sms_upstream_from_url",
+]
 
 __all__ = [
     "FileSmsUpstream",
@@ -79,7 +90,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TWILIO_API_VERSION = "2010-04-01"
-TWILIO_OPTED_OUT = 21610
 # Hosts reached over plain http by twilio:// (local fakes); everything else is https.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 CONNECTION_LIMIT = 100
@@ -94,70 +104,6 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
 _USAGE = ("use file://PATH, http(s)://HOST/PATH or "
           "twilio://ACCOUNT_SID:AUTH_TOKEN@api.twilio.com")
-
-
-@dataclass(frozen=True)
-class OutboundSms:
-    """An SMS the policy allowed. ``to``/``from_`` are E.164 (or a short code)."""
-
-    id: str
-    tenant: str
-    to: str
-    from_: str
-    body: str
-    category: str
-
-    def __repr__(self) -> str:
-        # Reprs end up in logs and tracebacks: numbers masked, body left out.
-        return (f"OutboundSms(id={self.id!r}, tenant={self.tenant!r}, "
-                f"to={mask(Channel.SMS, self.to)!r}, from_={mask(Channel.SMS, self.from_)!r}, "
-                f"category={self.category!r}, body=<{len(self.body)} chars>)")
-
-
-@dataclass(frozen=True)
-class UpstreamAccepted:
-    upstream_id: str
-    status: str = "accepted"
-
-
-class UpstreamFailed(GatewayError):
-    """The upstream did not accept the message (refused, timed out, unreachable).
-
-    ``upstream_status`` is the HTTP status when there was one; ``upstream_code``
-    the provider's own error code (Twilio's) when it sent one.
-    """
-
-    code = "upstream_failed"
-
-    def __init__(self, message: str, *, upstream_status: int | None = None,
-                 upstream_code: int | None = None) -> None:
-        super().__init__(message)
-        self.upstream_status = upstream_status
-        self.upstream_code = upstream_code
-
-
-class UpstreamRecipientOptedOut(UpstreamFailed):
-    """Twilio error 21610: the recipient opted out with the carrier (replied STOP).
-
-    The gateway records a suppression for ``recipient`` (reason ``stop_keyword``,
-    source ``upstream``) so later sends are refused before reaching Twilio.
-    """
-
-    def __init__(self, message: str, *, recipient: str, upstream_status: int | None = None,
-                 upstream_code: int | None = TWILIO_OPTED_OUT) -> None:
-        super().__init__(message, upstream_status=upstream_status, upstream_code=upstream_code)
-        self.recipient = recipient
-
-
-class SmsUpstream(Protocol):
-    async def send(self, msg: OutboundSms) -> UpstreamAccepted:
-        """Hand ``msg`` over; return only once the upstream accepted it, else raise
-        :class:`UpstreamFailed`."""
-        ...
-
-    async def close(self) -> None:
-        """Release connections; later sends raise :class:`UpstreamFailed`. Idempotent."""
-        ...
 
 
 def _shut_down() -> UpstreamFailed:

@@ -58,3 +58,40 @@ class JournalFailed(StoreUnavailable):
     def __init__(self, message: str = "The opt-out journal could not be written durably; "
                  "the gateway is restarting. Retry shortly.") -> None:
         super().__init__(message)
+
+
+class Refused(GatewayError):
+    """A message the rules do not allow. ``retry_at_ms``: when a retry would pass, if known."""
+
+    def __init__(self, message: str, *, field: str | None = None,
+                 retry_at_ms: int | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_at_ms = retry_at_ms
+
+
+class OptedOut(Refused):
+    code = "opted_out"
+
+
+class NoConsent(Refused):
+    code = "no_consent"
+
+
+class QuietHours(Refused):
+    code = "quiet_hours"
+
+
+class FrequencyCapped(Refused):
+    code = "frequency_capped"
+
+
+class ContentBlocked(Refused):
+    code = "content_blocked"
+
+
+class SenderNotAllowed(Refused):
+    code = "sender_not_allowed"
+
+
+class CategoryNotAllowed(Refused):
+    code = "category_not_allowed"

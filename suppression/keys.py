@@ -73,6 +73,37 @@ def audit(tenant: str, channel: Channel, bucket: int) -> str:
     return f"{PREFIX}:a:{tag(tenant, channel, shard_of(bucket))}:{bucket}"
 
 
+def sends(tenant: str, channel: Channel, bucket: int) -> str:
+    """Hash: identifier field -> times (s) of the last marketing sends, for caps and footers."""
+    return f"{PREFIX}:f:{tag(tenant, channel, shard_of(bucket))}:{bucket}"
+
+
+def messages(tenant: str, channel: Channel, bucket: int) -> str:
+    """List: message records (every attempt) to the identifiers in this bucket, oldest first."""
+    return f"{PREFIX}:m:{tag(tenant, channel, shard_of(bucket))}:{bucket}"
+
+
+def blocked_content(tenant: str, message_id: str) -> str:
+    """String with a TTL: the text of a message refused by the content rules (kept for review)."""
+    return f"{PREFIX}:bc:{{{tenant}}}:{message_id}"
+
+
+def inbound_seen(tenant: str, provider_id: str) -> str:
+    """Idempotency key with a TTL: a provider's inbound message id already handled."""
+    return f"{PREFIX}:in:{{{tenant}}}:{provider_id}"
+
+
+def confirmation_sent(tenant: str, channel: Channel, identifier: str) -> str:
+    """Key with a 5-minute TTL: an opt-out confirmation went to this number."""
+    bucket = bucket_of(identifier)
+    return f"{PREFIX}:cf:{tag(tenant, channel, shard_of(bucket))}:{identifier}"
+
+
+def review(tenant: str) -> str:
+    """List: inbound replies that may be opt-outs, for ops to review (capped)."""
+    return f"{PREFIX}:rv:{{{tenant}}}"
+
+
 def used_buckets(tenant: str, channel: Channel, shard: int) -> str:
     """Bitmap: bit b set once bucket ``shard * BUCKETS_PER_SHARD + b`` has held a suppression.
 

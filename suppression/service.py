@@ -332,6 +332,26 @@ class SuppressionService:
             return None
         return to_suppression(tenant, channel, identifier, entry)
 
+    async def send_state(self, tenant: str, channel: Channel, identifier: str
+                         ) -> tuple[bool, tuple[int, int] | None, list[int]]:
+        """(suppressed, consent, recent send times) for a send decision, one round trip.
+
+        During an outage an acknowledged opt-out still answers "suppressed";
+        anything else raises StoreUnavailable (fail closed).
+        """
+        try:
+            entry, consent, sends = await self.store.send_state(tenant, channel, identifier)
+        except StoreUnavailable:
+            over = self._overlay(tenant, channel, identifier)
+            if over is not None and over[1]:
+                return True, None, []
+            raise
+        state = (entry.at_ms, entry.active) if entry is not None else None
+        over = self._overlay(tenant, channel, identifier)
+        if over is not None and (state is None or _wins(over, state)):
+            state = over
+        return state is not None and state[1], consent, sends
+
     async def check(self, tenant: str, channel: Channel, raw: Sequence[str], *,
                     default_region: str = "US") -> list[CheckResult]:
         """Bulk check of raw identifiers: normalise each, one store round trip for all."""

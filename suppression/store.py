@@ -24,7 +24,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from . import codec, keys
 from .errors import InvalidRequest, StoreUnavailable
-from .models import Channel, OptEvent, Suppression
+from .models import Channel, OptEvent, Suppression, new_event_id, now_ms
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,8 +88,9 @@ class RedisStore:
     def __init__(self, client: aioredis.Redis, *, op_timeout_s: float = 0.5) -> None:
         self.client = client
         self.op_timeout_s = op_timeout_s
-        self._scripts = [Script(n) for n in ("apply_event", "check_many", "record_consent")]
-        self._apply, self._check, self._consent = self._scripts
+        self._scripts = [Script(n) for n in ("apply_event", "check_many", "record_consent",
+                                             "record_message")]
+        self._apply, self._check, self._consent, self._message = self._scripts
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]],
                     timeout_s: float | None = None) -> T:
@@ -218,6 +219,83 @@ class RedisStore:
             if entry is not None and entry.identifier == identifier:
                 out.append(entry)
         return out
+
+    async def send_state(self, tenant: str, channel: Channel, identifier: str
+                         ) -> tuple[codec.EntryState | None, tuple[int, int] | None, list[int]]:
+        """Everything a send decision needs about one recipient, in one round trip:
+        its suppression entry, its latest consent (status, at_ms) and the times (s)
+        of its last marketing sends. All three keys share the bucket's slot."""
+        bucket = keys.bucket_of(identifier)
+        field = codec.encode_field(channel, identifier)
+        commands = [("HGET", keys.suppressions(tenant, channel, bucket), field),
+                    ("HGET", keys.consents(tenant, channel, bucket), field),
+                    ("HGET", keys.sends(tenant, channel, bucket), field)]
+        sup, con, sent = await self._call("send_state", partial(self._pipeline, commands))
+        sent_text = sent.decode() if isinstance(sent, bytes) else sent
+        times = [int(t) for t in sent_text.split(",")] if sent_text else []
+        return (codec.decode_entry(sup) if sup is not None else None,
+                decode_consent(con) if con is not None else None, times)
+
+    async def record_message(self, tenant: str, channel: Channel, identifier: str, *,
+                             record: dict[str, Any], at_ms: int, marketing_sent: bool,
+                             retention_ms: int, keep_sends: int = 3) -> None:
+        bucket = keys.bucket_of(identifier)
+        line = f"{at_ms}|{json.dumps(record, separators=(',', ':'))}"
+        command = ("EVALSHA", *self._message.args(
+            [keys.sends(tenant, channel, bucket), keys.messages(tenant, channel, bucket)],
+            [codec.encode_field(channel, identifier),
+             str(at_ms // 1000) if marketing_sent else "", line, at_ms - retention_ms,
+             keep_sends]))
+        await self._call("record_message", partial(self._pipeline, [command]))
+
+    async def message_records(self, tenant: str, channel: Channel, identifier: str
+                              ) -> list[dict[str, Any]]:
+        key = keys.messages(tenant, channel, keys.bucket_of(identifier))
+        rows: Any = await self._call("messages", lambda: self.client.lrange(key, 0, -1))
+        out = []
+        for raw in rows:
+            _, _, payload = raw.decode().partition("|")
+            try:
+                record = json.loads(payload)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("to") == identifier:
+                out.append(record)
+        return out
+
+    async def keep_blocked_content(self, tenant: str, message_id: str, body: str,
+                                   ttl_s: int) -> None:
+        key = keys.blocked_content(tenant, message_id)
+        await self._call("blocked_content", lambda: self.client.set(key, body, ex=ttl_s))
+
+    async def blocked_content(self, tenant: str, message_id: str) -> str | None:
+        key = keys.blocked_content(tenant, message_id)
+        raw: Any = await self._call("blocked_content", lambda: self.client.get(key))
+        return raw.decode() if raw is not None else None
+
+    async def claim(self, key: str, ttl_s: int) -> bool:
+        """SET NX with a TTL: True the first time within ``ttl_s``."""
+        return bool(await self._call("claim", lambda: self.client.set(key, "1", nx=True,
+                                                                       ex=ttl_s)))
+
+    async def append_audit(self, tenant: str, channel: Channel, identifier: str, *, kind: str,
+                           source: str, detail: dict[str, Any]) -> None:
+        """An audit record that changes no state (e.g. a possible opt-out for review)."""
+        _, _, aud = keys.all_for_identifier(tenant, channel, identifier)
+        line = (f"{new_event_id()}|none|"
+                f"{audit_record(now_ms(), kind, identifier, '', source, detail)}")
+        await self._call("audit", partial(self._pipeline, [("RPUSH", aud, line)]))
+
+    async def push_review(self, tenant: str, item: dict[str, Any], cap: int = 10_000) -> None:
+        key = keys.review(tenant)
+        payload = json.dumps(item, separators=(",", ":"))
+        commands = [("LPUSH", key, payload), ("LTRIM", key, 0, cap - 1)]
+        await self._call("review", partial(self._pipeline, commands))
+
+    async def review_items(self, tenant: str, limit: int = 100) -> list[dict[str, Any]]:
+        key = keys.review(tenant)
+        rows: Any = await self._call("review", lambda: self.client.lrange(key, 0, limit - 1))
+        return [json.loads(r) for r in rows]
 
     async def list_page(self, tenant: str, channel: Channel, *, cursor: str | None,
                         limit: int, query: str | None) -> tuple[list[Suppression], str | None]:
