@@ -6,7 +6,7 @@ import time
 
 from aiohttp import web
 
-from handlers import admin, health, openapi, sms
+from handlers import admin, health, openapi, records, sms
 from handlers.context import COMPONENTS
 from handlers.errors import Handler, error_middleware
 
@@ -35,5 +35,6 @@ def build_app(components: Components) -> web.Application:
     app.add_routes(admin.routes)
     app.add_routes(openapi.routes)
     app.add_routes(sms.routes)
+    app.add_routes(records.routes)
     return app
 

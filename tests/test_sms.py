@@ -178,3 +178,29 @@ async def test_upstream_down_is_502_and_redis_down_is_503(
         assert r.status == 503 and fake.requests == before
     finally:
         await stop_gateway(parts, client)
+
+
+async def test_message_records_and_review_queue(sgw: Gateway, fake: FakeSmsProvider) -> None:
+    # Ops see every attempt to a number (refused and sent), and unclear replies to review.
+    key = await sgw.key()
+    await sgw.http.post("/v1/sms/messages", json={"to": "(212) 555-0129", "from": SENDER,
+                                                   "body": "Hi"}, headers=sgw.auth(key))
+    await _consent(sgw, key, "+12125550129")
+    await sgw.http.post("/v1/sms/messages", json={"to": "+12125550129", "from": SENDER,
+                                                   "body": "Hi"}, headers=sgw.auth(key))
+    r = await sgw.http.get("/v1/messages?to=2125550129", headers=sgw.auth(key))
+    items = (await r.json())["items"]
+    assert [(i["outcome"], i["code"]) for i in items] == [("refused", "no_consent"),
+                                                          ("sent", None)]
+    assert items[1]["upstream_id"] == fake.messages[0].upstream_id
+    r = await sgw.http.post("/v1/sms/inbound", json={"from": "+12125550129", "to": SENDER,
+                                                      "body": "can I cancel my order?"},
+                            headers=sgw.auth(key))
+    assert (await r.json()) == {"intent": "none", "reply": None}
+    r = await sgw.http.get("/v1/review", headers=sgw.auth(key))
+    review = (await r.json())["items"]
+    assert review[0]["from"] == "+12125550129" and "cancel" in review[0]["body"]
+    r = await sgw.http.get("/v1/audit?identifier=%2B12125550129", headers=sgw.auth(key))
+    assert "possible_opt_out" in [i["type"] for i in (await r.json())["items"]]
+    r = await sgw.http.get("/v1/suppressions/sms/+12125550129", headers=sgw.auth(key))
+    assert r.status == 404
