@@ -287,9 +287,9 @@ def audit(numbers: Sequence[str], n: int, dense_every: int, node_bytes: int = 0
         meter.client.close()
     assert length == n, (length, n)
     return [
-        [f"audit streams, {streams_label}", f"{n:,}", fmt(a_usage / n),
+        [f"audit lists, {streams_label}", f"{n:,}", fmt(a_usage / n),
          fmt((delta - other) / n),
-         f"{len(a_names):,} streams, {n / len(a_names):.1f} events/stream, "
+         f"{len(a_names):,} lists, {n / len(a_names):.1f} events/list, "
          f"apply {n / elapsed:,.0f} events/s"],
         [f"  all keys written by apply(), {streams_label}", f"{n:,}",
          fmt((a_usage + other) / n), fmt(delta / n), "audit + suppression + consent"],
@@ -299,7 +299,7 @@ def audit(numbers: Sequence[str], n: int, dense_every: int, node_bytes: int = 0
 def _lengths(client: redis.Redis, names: Sequence[bytes]) -> list[int]:
     pipe = client.pipeline(transaction=False)
     for name in names:
-        pipe.xlen(name)
+        pipe.llen(name)
     return [int(v) for v in pipe.execute()]
 
 
@@ -343,7 +343,7 @@ def audit_model(sparse: list[list[str]], dense: list[list[str]], label: str) -> 
     and extrapolate to 1M opt-outs (every bucket's stream exists)."""
     def parse(r: list[str]) -> tuple[float, float, float]:
         n = float(r[1].replace(",", ""))
-        streams = float(r[4].split(" streams")[0].replace(",", ""))
+        streams = float(r[4].split(" lists")[0].replace(",", ""))
         return streams, n, float(r[3].replace(",", "")) * n
 
     s1, n1, b1 = parse(sparse[0])
@@ -351,9 +351,9 @@ def audit_model(sparse: list[list[str]], dense: list[list[str]], label: str) -> 
     det = s1 * n2 - s2 * n1
     fixed, marginal = (b1 * n2 - b2 * n1) / det, (s1 * b2 - s2 * b1) / det
     at_1m = (keys.BUCKETS * fixed + 1_000_000 * marginal) / 1_000_000
-    return (f"audit model, {label} (used_memory): {fixed:,.0f} B per stream + "
+    return (f"audit model, {label} (used_memory): {fixed:,.0f} B per list + "
             f"{marginal:,.0f} B per event"
-            f" -> at 1,000,000 opt-outs of one tenant-channel ({keys.BUCKETS:,} streams): "
+            f" -> at 1,000,000 opt-outs of one tenant-channel ({keys.BUCKETS:,} lists): "
             f"{at_1m:,.0f} B per event")
 
 
