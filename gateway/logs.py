@@ -28,7 +28,10 @@ class RouteAccessLogger(AbstractAccessLogger):
     """
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        info = request.match_info if isinstance(request, web.Request) else None
+        try:
+            info = request.match_info if isinstance(request, web.Request) else None
+        except AssertionError:  # rejected before routing (e.g. an over-long request line)
+            info = None
         resource = info.route.resource if info is not None else None
         route = resource.canonical if resource is not None else "(unmatched)"
         self.logger.info("%s %s %d %.1fms", request.method, route, response.status,

@@ -6,15 +6,18 @@ reply; the suppression logic itself lives in ``suppression.service``.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from suppression import keys
 from suppression.apikeys import ApiKey, Scope
-from suppression.errors import InvalidRequest, NotFound
+from suppression.errors import InvalidRecipient, InvalidRequest, NotFound
 from suppression.identifiers import normalize
 from suppression.models import Channel, Reason, Source
+from suppression.store import decode_cursor
 
 from . import schemas
 from .auth import authenticate
@@ -23,6 +26,10 @@ from .errors import parse_json
 
 routes = web.RouteTableDef()
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
+# The longest cursor list_page can return is ~1,100 characters (bucket + a 254-octet
+# address JSON-escaped); anything much longer was not handed out by this API.
+MAX_CURSOR_CHARS = 2048
+_LIMIT_RE = re.compile(r"[0-9]{1,4}")  # ASCII digits only: int() would take '٣' and choke on '²'
 
 
 def _region(request: web.Request, key: ApiKey) -> str:
@@ -37,13 +44,41 @@ def _channel(raw: str | None) -> Channel:
         raise InvalidRequest("'channel' must be 'sms' or 'email'", field="channel") from None
 
 
-def _limit(raw: str | None) -> int:
+def parse_limit(raw: str | None, *, default: int = DEFAULT_PAGE, maximum: int = MAX_PAGE) -> int:
+    """A ``limit`` query parameter: ASCII digits from 1 to ``maximum``, else 422 naming it."""
     if raw is None:
-        return DEFAULT_PAGE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise InvalidRequest(f"'limit' must be a whole number from 1 to {MAX_PAGE}",
+        return default
+    if not _LIMIT_RE.fullmatch(raw) or not 1 <= int(raw) <= maximum:
+        raise InvalidRequest(f"'limit' must be a whole number from 1 to {maximum}",
                              field="limit")
     return int(raw)
+
+
+def _cursor(raw: str | None) -> str | None:
+    """Validate a cursor up front: the store's decoder lets a deeply nested one raise
+    RecursionError (a 500) and an out-of-range bucket through (an empty last page)."""
+    if not raw:
+        return None
+    bad = InvalidRequest("'cursor' is not a cursor this API returned; start again without it",
+                         field="cursor")
+    if len(raw) > MAX_CURSOR_CHARS:
+        raise bad
+    try:
+        bucket, _ = decode_cursor(raw)
+    except (InvalidRequest, RecursionError):
+        raise bad from None
+    if bucket >= keys.BUCKETS:
+        raise bad
+    return raw
+
+
+def _normalize(request: web.Request, key: ApiKey, channel: Channel, raw: str) -> str:
+    """The normalised identifier, or 422 invalid_recipient naming the 'identifier' field."""
+    try:
+        return normalize(channel, raw, default_region=_region(request, key))
+    except InvalidRecipient as exc:
+        exc.field = exc.field or "identifier"
+        raise
 
 
 def _actor(key: ApiKey) -> dict[str, str]:
@@ -55,9 +90,9 @@ async def list_suppressions(request: web.Request) -> web.Response:
     key = await authenticate(request, Scope.READ)
     q = request.query
     channel = _channel(q.get("channel"))
+    limit, cursor = parse_limit(q.get("limit")), _cursor(q.get("cursor"))
     items, cursor = await parts(request).store.list_page(
-        key.tenant, channel, cursor=q.get("cursor"), limit=_limit(q.get("limit")),
-        query=q.get("q") or None)
+        key.tenant, channel, cursor=cursor, limit=limit, query=q.get("q") or None)
     return web.json_response({"items": [i.to_json() for i in items], "next_cursor": cursor})
 
 
@@ -65,8 +100,7 @@ async def list_suppressions(request: web.Request) -> web.Response:
 async def get_suppression(request: web.Request) -> web.Response:
     key = await authenticate(request, Scope.READ)
     channel = _channel(request.match_info["channel"])
-    ident = normalize(channel, request.match_info["identifier"],
-                      default_region=_region(request, key))
+    ident = _normalize(request, key, channel, request.match_info["identifier"])
     entry = await parts(request).service.get(key.tenant, channel, ident)
     if entry is None:
         raise NotFound(f"{ident} is not suppressed on {channel.value}")
@@ -78,31 +112,27 @@ async def add_suppression(request: web.Request) -> web.Response:
     key = await authenticate(request, Scope.WRITE)
     body = await parse_json(request, schemas.SuppressionIn)
     channel = Channel(body.channel)
-    ident = normalize(channel, body.identifier, default_region=_region(request, key))
+    ident = _normalize(request, key, channel, body.identifier)
     service = parts(request).service
+    # Idempotent: recording it again changes nothing, and the answer below is the stored
+    # entry with its original time and reason. No read first: the opt-out must be taken
+    # (journalled) even while Redis cannot answer.
     ev = await service.opt_out(key.tenant, channel, ident, reason=Reason(body.reason),
                                source=Source.API, detail=_actor(key))
     parts(request).metrics.opt_events.labels("opt_out", channel.value, "api").inc()
-    entry = await _entry_or_event(request, key.tenant, channel, ident, ev.at_ms, body.reason)
-    return web.json_response(entry, status=201)
-
-
-async def _entry_or_event(request: web.Request, tenant: str, channel: Channel, ident: str,
-                          at_ms: int, reason: str) -> dict[str, Any]:
-    """The stored entry (an earlier opt-out keeps its original time and reason)."""
-    entry = await parts(request).service.get(tenant, channel, ident)
+    entry = await service.get(key.tenant, channel, ident)
     if entry is not None:
-        return entry.to_json()
-    return {"channel": channel.value, "identifier": ident, "scope": "tenant",
-            "reason": reason, "source": "api", "created_at": _iso(at_ms)}
+        return web.json_response(entry.to_json(), status=201)
+    return web.json_response({"channel": channel.value, "identifier": ident, "scope": "tenant",
+                              "reason": body.reason, "source": "api",
+                              "created_at": _iso(ev.at_ms)}, status=201)
 
 
 @routes.delete("/v1/suppressions/{channel}/{identifier}")
 async def delete_suppression(request: web.Request) -> web.Response:
     key = await authenticate(request, Scope.WRITE)
     channel = _channel(request.match_info["channel"])
-    ident = normalize(channel, request.match_info["identifier"],
-                      default_region=_region(request, key))
+    ident = _normalize(request, key, channel, request.match_info["identifier"])
     service = parts(request).service
     if await service.get(key.tenant, channel, ident) is None:
         raise NotFound(f"{ident} is not suppressed on {channel.value}")
@@ -134,7 +164,7 @@ async def add_consent(request: web.Request) -> web.Response:
     key = await authenticate(request, Scope.WRITE)
     body = await parse_json(request, schemas.ConsentIn)
     channel = Channel(body.channel)
-    ident = normalize(channel, body.identifier, default_region=_region(request, key))
+    ident = _normalize(request, key, channel, body.identifier)
     at = await parts(request).service.record_consent(
         key.tenant, channel, ident, method=body.source, evidence=body.evidence,
         detail=_actor(key))
@@ -154,7 +184,7 @@ async def audit(request: web.Request) -> web.Response:
     items: list[dict[str, Any]] = []
     store = parts(request).store
     for channel in channels:
-        ident = normalize(channel, raw, default_region=_region(request, key))
+        ident = _normalize(request, key, channel, raw)
         items.extend(e.to_json() for e in await store.audit(key.tenant, channel, ident))
     items.sort(key=lambda i: str(i["at"]))
     return web.json_response({"items": items})

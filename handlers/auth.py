@@ -12,6 +12,7 @@ from suppression.apikeys import ApiKey, Scope, Unauthenticated
 
 from .context import parts
 
+
 def bearer_token(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import BaseModel, ValidationError
 
 from suppression.errors import GatewayError
@@ -81,7 +81,9 @@ def validation_message(exc: ValidationError) -> tuple[str, str]:
 
 async def parse_json(request: web.Request, model: type[M]) -> M:
     """Read and validate a JSON body: 400 for bytes that are not JSON, 422 naming the field."""
-    ctype = request.content_type
+    # A body sent with no Content-Type at all (some clients and SDKs) is read as JSON; aiohttp
+    # reports a missing header as application/octet-stream, so look at the header itself.
+    ctype = request.content_type if hdrs.CONTENT_TYPE in request.headers else ""
     if ctype not in ("application/json", "") and not ctype.endswith("+json"):
         raise ClientError("unsupported_media_type",
                           f"send the body as application/json (got {ctype})")
@@ -94,6 +96,11 @@ async def parse_json(request: web.Request, model: type[M]) -> M:
         raise ClientError("malformed_json",
                           f"the body is not valid JSON ({exc.msg} at line {exc.lineno} "
                           f"column {exc.colno})") from None
+    except RecursionError:
+        raise ClientError("malformed_json", "the body's JSON is nested too deeply") from None
+    except ValueError:  # an integer past Python's 4,300-digit conversion limit
+        raise ClientError("malformed_json",
+                          "the body's JSON holds a number too long to read") from None
     if not isinstance(data, dict):
         raise ClientError("invalid_request", "the body must be a JSON object", field="body")
     try:

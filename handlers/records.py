@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from suppression.apikeys import Scope
-from suppression.errors import InvalidRequest
+from suppression.errors import InvalidRecipient, InvalidRequest
 from suppression.identifiers import normalize_phone
 from suppression.models import Channel
 
+from .admin import parse_limit
 from .auth import authenticate
 from .context import parts
 
@@ -23,7 +24,11 @@ async def messages(request: web.Request) -> web.Response:
     if not raw:
         raise InvalidRequest("'to' is required", field="to")
     tenant = parts(request).settings.tenant(key.tenant)
-    to = normalize_phone(raw, tenant.default_region if tenant else "US")
+    try:
+        to = normalize_phone(raw, tenant.default_region if tenant else "US")
+    except InvalidRecipient as exc:
+        exc.field = exc.field or "to"
+        raise
     items = await parts(request).store.message_records(key.tenant, Channel.SMS, to)
     return web.json_response({"items": items})
 
@@ -32,8 +37,6 @@ async def messages(request: web.Request) -> web.Response:
 async def review(request: web.Request) -> web.Response:
     """Inbound replies that may be opt-outs ("can I cancel?"), newest first, for ops."""
     key = await authenticate(request, Scope.READ)
-    raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise InvalidRequest("'limit' must be a whole number from 1 to 1000", field="limit")
-    items = await parts(request).store.review_items(key.tenant, int(raw))
+    limit = parse_limit(request.query.get("limit"))  # '²'.isdigit() is True, int('²') raises
+    items = await parts(request).store.review_items(key.tenant, limit)
     return web.json_response({"items": items})

@@ -72,6 +72,7 @@ class SuppressionService:
         self._wake = asyncio.Event()
         self._run_id: str | None = None
         self.store_ok = False
+        self._closing = False
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -91,11 +92,14 @@ class SuppressionService:
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._closing = True
+        # Cancel until done: on Python 3.11 asyncio.wait_for (inside redis-py) can swallow
+        # a cancellation, and a loop that swallowed one would otherwise run forever.
+        pending = {t for t in self._tasks if not t.done()}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 await self._writer
@@ -124,7 +128,15 @@ class SuppressionService:
     async def opt_in(self, tenant: str, channel: Channel, identifier: str, *, reason: Reason,
                      source: Source, detail: dict[str, str] | None = None) -> OptEvent:
         """Lift the tenant's suppression of ``identifier`` and record consent. Idempotent."""
-        ev = OptEvent("opt_in", tenant, channel, identifier, reason, source,
+        at = now_ms()
+        # The store lets an opt-out win a tie; a deliberate opt-in in the same millisecond
+        # as the opt-out it lifts (or from a host whose clock is a little behind) must
+        # still be later. Best effort: during an outage the local clock is all there is.
+        with contextlib.suppress(StoreUnavailable):
+            entry = (await self.store.entries(tenant, channel, [identifier]))[0]
+            if entry is not None and entry.at_ms >= at:
+                at = entry.at_ms + 1
+        ev = OptEvent("opt_in", tenant, channel, identifier, reason, source, at_ms=at,
                       detail=dict(detail or {}))
         await self.record([ev])
         return ev
@@ -211,7 +223,7 @@ class SuppressionService:
         await asyncio.to_thread(self.journal.prune)
 
     async def _applier(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.apply_interval_s):
                     await self._wake.wait()
@@ -224,7 +236,7 @@ class SuppressionService:
                 log.exception("journal applier failed; retrying")
 
     async def _health(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.health_interval_s)
             try:
                 await self._health_once()

@@ -388,8 +388,9 @@ def decode_cursor(cursor: str | None) -> tuple[int, str | None]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         bucket, last = json.loads(base64.urlsafe_b64decode(padded))
-        if not isinstance(bucket, int) or not isinstance(last, str) or not 0 <= bucket:
+        if not isinstance(bucket, int) or not isinstance(last, str) or \
+                not 0 <= bucket < keys.BUCKETS:
             raise ValueError("bad cursor shape")
-    except (ValueError, TypeError, binascii.Error) as exc:
+    except (ValueError, TypeError, binascii.Error, RecursionError) as exc:
         raise InvalidRequest("cursor is not a cursor this API returned", field="cursor") from exc
     return bucket, last
