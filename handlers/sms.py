@@ -139,7 +139,10 @@ def _owner(request: web.Request, to: str) -> tuple[Tenant, str]:
 
 @routes.post("/v1/sms/inbound/twilio")
 async def twilio_inbound(request: web.Request) -> web.Response:
-    form = await request.post()
+    try:
+        form = await request.post()
+    except UnicodeDecodeError:
+        return web.Response(status=400, text="the form is not valid UTF-8")
     fields = [(k, v) for k, v in form.items() if isinstance(v, str)]
     values = dict(fields)
     tenant, number = _owner(request, values.get("To", ""))

@@ -52,9 +52,15 @@ def url_variants(url: str) -> list[str]:
     default = {"http": 80, "https": 443}.get(u.scheme)
     if default is None or u.host is None:
         return [url]
-    with_port = str(u.with_port(default)) if u.explicit_port is None else url
-    without = str(u.with_port(None)) if u.port == default else url
-    return list(dict.fromkeys([url, with_port, without]))
+    # Edited as text: yarl (1.9+) leaves a default port out of str() even when set.
+    start = url.index("://") + 3
+    end = next((i for i in range(start, len(url)) if url[i] in "/?#"), len(url))
+    suffix = f":{default}"
+    if u.explicit_port is None:
+        return [url, url[:end] + suffix + url[end:]]
+    if u.explicit_port == default and url[start:end].endswith(suffix):
+        return [url, url[:end - len(suffix)] + url[end:]]
+    return [url]
 
 
 def valid_signature(token: str, url: str, params: Iterable[tuple[str, str]],

@@ -121,7 +121,11 @@ class SmsSender:
         if req.category == "transactional" and not req.transactional_key:
             raise CategoryNotAllowed("this API key may not send transactional messages; "
                                      "create one with --transactional", field="category")
-        to = normalize_phone(req.to, req.tenant.default_region)
+        try:
+            to = normalize_phone(req.to, req.tenant.default_region)
+        except InvalidRecipient as exc:
+            exc.field = exc.field or "to"  # 422 naming the field (CONTRACT.md, Errors)
+            raise
         approved = Approved(message_id or new_message_id(), req.tenant.id, to, sender,
                             req.body, req.category)
         now = self.clock()
