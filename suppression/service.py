@@ -73,6 +73,7 @@ class SuppressionService:
         self._run_id: str | None = None
         self.store_ok = False
         self._closing = False
+        self._inflight: set[str] = set()
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -147,16 +148,20 @@ class SuppressionService:
         if not events:
             return
         await self._commit(events)
+        ids = {ev.id for ev in events}
         for ev in events:
             self._pending[ev.id] = ev
             if remember:
                 self._remember(ev)
+        self._inflight |= ids  # the applier leaves these to us (no double apply)
         try:
             await self.store.apply(events)
         except StoreUnavailable:
             log.warning("store down: %d event(s) journalled, applying later", len(events))
             self._wake.set()
             return
+        finally:
+            self._inflight -= ids
         self._applied(events)
 
     def _remember(self, ev: OptEvent) -> None:
@@ -214,8 +219,8 @@ class SuppressionService:
     # -- background: apply pending, replay after a Redis restart ---------------
 
     async def _apply_pending(self) -> None:
-        while self._pending:
-            batch = sorted(self._pending.values(), key=lambda e: e.at_ms)[:APPLY_BATCH]
+        while waiting := [e for e in self._pending.values() if e.id not in self._inflight]:
+            batch = sorted(waiting, key=lambda e: e.at_ms)[:APPLY_BATCH]
             await self.store.apply(batch)
             self._applied(batch)
             log.info("journal: applied %d pending event(s), %d left", len(batch),
