@@ -102,7 +102,8 @@ def iter_rows(source: IO[str] | str | os.PathLike[str], fmt: Format) -> Iterator
     """Stream the rows of a CSV or JSON-lines input (a path or an open text stream).
 
     CSV: if the first row names a column ``identifier``, ``phone``, ``phone_number``,
-    ``number``, ``email`` or ``address`` (any case), it is a header and that
+    ``number``, ``email`` or ``address`` (any case; ``Phone Number`` and
+    ``phone-number`` count as ``phone_number``), it is a header and that
     column holds the identifier, and a ``reason`` column, if any, the reason;
     otherwise every row's first column is the identifier. JSON lines: one object
     per line with ``"identifier"`` and optionally ``"reason"``. Blank lines are
@@ -122,7 +123,7 @@ def iter_rows(source: IO[str] | str | os.PathLike[str], fmt: Format) -> Iterator
 
 def _header_columns(cells: list[str]) -> tuple[int, int | None] | None:
     """(identifier column, reason column) if ``cells`` is a header row, else None."""
-    names = [c.strip().lower() for c in cells]
+    names = [c.strip().lower().replace(" ", "_").replace("-", "_") for c in cells]
     for wanted in IDENTIFIER_COLUMNS:
         if wanted in names:
             reason = names.index(REASON_COLUMN) if REASON_COLUMN in names else None

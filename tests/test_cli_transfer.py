@@ -414,3 +414,5 @@ def test_iter_rows_from_path(tmp_path: Path) -> None:
     rows = list(iter_rows(path, "csv"))
     assert [(r.line, r.identifier, r.reason) for r in rows] == [
         (2, "+14155550101", "manual"), (4, "+14155550102", None)]
+    spaced = io.StringIO("Name,Mobile Phone,Phone Number\nAnn,x,+14155550101\n")
+    assert [r.identifier for r in iter_rows(spaced, "csv")] == ["+14155550101"]
