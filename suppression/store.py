@@ -382,9 +382,16 @@ def encode_cursor(bucket: int, last: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+MAX_CURSOR_CHARS = 2048  # ours are ~60; a bound keeps decoding cheap on junk
+
+
 def decode_cursor(cursor: str | None) -> tuple[int, str | None]:
     if not cursor:
         return 0, None
+    bad = InvalidRequest("'cursor' is not a cursor this API returned; start again without it",
+                         field="cursor")
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise bad
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         bucket, last = json.loads(base64.urlsafe_b64decode(padded))
@@ -392,5 +399,5 @@ def decode_cursor(cursor: str | None) -> tuple[int, str | None]:
                 not 0 <= bucket < keys.BUCKETS:
             raise ValueError("bad cursor shape")
     except (ValueError, TypeError, binascii.Error, RecursionError) as exc:
-        raise InvalidRequest("cursor is not a cursor this API returned", field="cursor") from exc
+        raise bad from exc
     return bucket, last
