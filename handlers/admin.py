@@ -7,7 +7,6 @@ reply; the suppression logic itself lives in ``suppression.service``.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +14,7 @@ from aiohttp import web
 from suppression.apikeys import ApiKey, Scope
 from suppression.errors import InvalidRecipient, InvalidRequest, NotFound
 from suppression.identifiers import normalize
-from suppression.models import Channel, Reason, Source
+from suppression.models import Channel, Reason, Source, iso_ms
 
 from . import schemas
 from .auth import authenticate
@@ -104,7 +103,7 @@ async def add_suppression(request: web.Request) -> web.Response:
         return web.json_response(entry.to_json(), status=201)
     return web.json_response({"channel": channel.value, "identifier": ident, "scope": "tenant",
                               "reason": body.reason, "source": "api",
-                              "created_at": _iso(ev.at_ms)}, status=201)
+                              "created_at": iso_ms(ev.at_ms)}, status=201)
 
 
 @routes.delete("/v1/suppressions/{channel}/{identifier}")
@@ -149,7 +148,7 @@ async def add_consent(request: web.Request) -> web.Response:
         detail=_actor(key))
     return web.json_response({"channel": channel.value, "identifier": ident,
                               "source": body.source, "status": "granted",
-                              "created_at": _iso(at)}, status=201)
+                              "created_at": iso_ms(at)}, status=201)
 
 
 @routes.get("/v1/audit")
@@ -172,7 +171,3 @@ async def audit(request: web.Request) -> web.Response:
 def _guess_channels(raw: str) -> list[Channel]:
     return [Channel.EMAIL] if "@" in raw else [Channel.SMS]
 
-
-def _iso(at_ms: int) -> str:
-    return datetime.fromtimestamp(at_ms / 1000, UTC).isoformat(
-        timespec="milliseconds").replace("+00:00", "Z")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -48,6 +49,12 @@ Action = Literal["opt_out", "opt_in"]
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def iso_ms(at_ms: int) -> str:
+    """An epoch-ms time as the API writes it: ISO 8601, UTC, milliseconds, 'Z'."""
+    return datetime.fromtimestamp(at_ms / 1000, UTC).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_event_id() -> str:
@@ -121,15 +128,11 @@ class Suppression:
     scope: str = "tenant"
 
     def to_json(self) -> dict[str, Any]:
-        from datetime import UTC, datetime
-
         return {
             "channel": self.channel.value,
             "identifier": self.identifier,
             "scope": self.scope,
             "reason": self.reason.value,
             "source": self.source.value,
-            "created_at": datetime.fromtimestamp(self.created_at_ms / 1000, UTC).isoformat(
-                timespec="milliseconds"
-            ).replace("+00:00", "Z"),
+            "created_at": iso_ms(self.created_at_ms),
         }

@@ -24,7 +24,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from . import codec, keys
 from .errors import InvalidRequest, StoreUnavailable
-from .models import Channel, OptEvent, Suppression, new_event_id, now_ms
+from .models import Channel, OptEvent, Suppression, iso_ms, new_event_id, now_ms
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,16 +51,12 @@ class AuditEntry:
     detail: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        from datetime import UTC, datetime
-
         return {
             "id": self.id,
             "type": self.type,
             "channel": self.channel.value,
             "identifier": self.identifier,
-            "at": datetime.fromtimestamp(self.at_ms / 1000, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "at": iso_ms(self.at_ms),
             "reason": self.reason or None,
             "source": self.source,
             "effect": self.effect,
