@@ -68,6 +68,22 @@ class Settings(BaseSettings):
     # How often the store is pinged to notice a restart (and replay the journal).
     store_health_interval_s: float = Field(default=1.0, gt=0, le=60)
     log_level: str = "INFO"
+    # -- email ------------------------------------------------------------------
+    # Older token keys still accepted (rotation): tokens name their key by a key id.
+    previous_secret_keys: tuple[SecretStr, ...] = ()
+    token_max_age_days: int = Field(default=730, ge=365, le=36_500)  # links work >= 1 year
+    smtp_tls_cert: Path | None = None  # PEM chain; with smtp_tls_key enables STARTTLS
+    smtp_tls_key: Path | None = None
+    smtp_max_message_bytes: int = Field(default=25 << 20, ge=1024)
+    smtp_timeout_s: float = Field(default=60.0, gt=0)
+    # Domain of the mailto: unsubscribe address; mail to it must reach the SMTP listener.
+    # Default: the host of OPTOUT_PUBLIC_URL.
+    unsubscribe_domain: str | None = None
+    # Where ARF complaints and DSN bounces are sent (on the SMTP listener, no AUTH).
+    # Default: feedback@<unsubscribe domain>.
+    feedback_address: str | None = None
+    email_upstream_timeout_s: float = Field(default=30.0, gt=0)
+    email_upstream_pool_size: int = Field(default=8, ge=1, le=1000)
     tenants: dict[str, Tenant] = Field(default_factory=dict)
 
     @classmethod
@@ -158,6 +174,18 @@ class Settings(BaseSettings):
                 os.fsync(fh.fileno())
             log.info("generated a secret key in %s", path)
         return path.read_text().strip().encode()
+
+    def token_keys(self) -> list[bytes]:
+        """The current token key first, then the retired ones still accepted."""
+        return [self.resolved_secret_key(),
+                *(k.get_secret_value().encode() for k in self.previous_secret_keys)]
+
+    def mailto_domain(self) -> str:
+        return (self.unsubscribe_domain or urlsplit(self.public_url).hostname or "localhost"
+                ).lower()
+
+    def feedback_mailbox(self) -> str:
+        return (self.feedback_address or f"feedback@{self.mailto_domain()}").lower()
 
     def tenant(self, tenant_id: str) -> Tenant | None:
         return self.tenants.get(tenant_id)

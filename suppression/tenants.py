@@ -6,6 +6,8 @@ the files or the environment.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -21,6 +23,9 @@ DEFAULT_OPT_OUT_REPLY = ("{brand}: You are unsubscribed and will receive no more
 DEFAULT_OPT_IN_REPLY = ("{brand}: You are subscribed to messages. {frequency}. Reply HELP for "
                         "help, STOP to opt out. Msg & data rates may apply.")
 DEFAULT_HELP_REPLY = ("{brand}: {help_text} Reply STOP to opt out. Msg & data rates may apply.")
+
+
+TOPIC_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
 class SmsReplies(BaseModel):
@@ -62,6 +67,12 @@ class Tenant(BaseModel):
     blocked_domains: tuple[str, ...] = DEFAULT_SHORTENERS
     blocked_content_retention_days: int = Field(default=30, ge=1, le=3650)
     message_retention_days: int = Field(default=90, ge=1, le=3650)
+    # Email topics a person may leave one by one in the preference centre (id -> label).
+    # A message names its topic with an X-Optout-Topic header (or List-Id).
+    topics: dict[str, str] = Field(default_factory=dict)
+    # DKIM signing of relayed mail whose From domain is one of email_domains.
+    dkim_selector: str | None = None
+    dkim_key_file: Path | None = None  # PEM RSA or Ed25519 private key
 
     @field_validator("sms_senders")
     @classmethod
@@ -73,6 +84,14 @@ class Tenant(BaseModel):
     @classmethod
     def _domains(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(d.strip().lower() for d in v)
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, v: dict[str, str]) -> dict[str, str]:
+        for topic in v:
+            if not TOPIC_RE.fullmatch(topic):
+                raise ValueError(f"topic id '{topic}' must be 1-64 of a-z, 0-9, '.', '_' or '-'")
+        return v
 
     @field_validator("blocked_patterns")
     @classmethod
