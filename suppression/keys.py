@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 
-from .models import Channel
+from .models import SCOPE_SEP, Channel
 
 PREFIX = "og"
 LAYOUT_VERSION = 1
@@ -40,7 +40,9 @@ API_KEYS = f"{PREFIX}:apikeys"  # hash: key id -> JSON record (few entries)
 
 
 def bucket_of(identifier: str) -> int:
-    digest = hashlib.blake2b(identifier.encode(), digest_size=8).digest()
+    """The bucket of an identifier; every scoped entry of it (``models.scoped``) shares it."""
+    base = identifier.partition(SCOPE_SEP)[0]
+    digest = hashlib.blake2b(base.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % BUCKETS
 
 

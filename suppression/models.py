@@ -29,6 +29,7 @@ class Reason(StrEnum):
     # Opt-in reasons (what lifted a suppression).
     OPT_IN_KEYWORD = "opt_in_keyword"
     OPT_IN_MANUAL = "opt_in_manual"
+    OPT_IN_PREFERENCES = "opt_in_preferences"  # a topic re-subscribed in the preference centre
 
 
 class Source(StrEnum):
@@ -45,6 +46,33 @@ class Source(StrEnum):
 
 
 Action = Literal["opt_out", "opt_in"]
+
+# Scopes narrower than "everything from the tenant on this channel" live beside the
+# identifier's own entry, in the same bucket, under "<identifier> <scope>": normalised
+# identifiers never contain a space, so the two can never collide, and one round trip
+# reads an identifier with all its scopes. A scope is an email topic (tenants.TOPIC_RE)
+# or one of the reserved names below, which no topic id can spell.
+SCOPE_SEP = " "
+HARD_BOUNCE_SCOPE = "!bounce"  # the address does not exist: not even transactional mail
+
+
+def scoped(identifier: str, scope: str) -> str:
+    """The stored name of ``identifier``'s entry for ``scope`` ('' = the whole channel)."""
+    return f"{identifier}{SCOPE_SEP}{scope}" if scope else identifier
+
+
+def split_scoped(name: str) -> tuple[str, str]:
+    identifier, _, scope = name.partition(SCOPE_SEP)
+    return identifier, scope
+
+
+def scope_label(scope: str) -> str:
+    """How the API names a scope: 'tenant', 'topic:<id>' or 'hard_bounce'."""
+    if not scope:
+        return "tenant"
+    if scope == HARD_BOUNCE_SCOPE:
+        return "hard_bounce"
+    return f"topic:{scope}"
 
 
 def now_ms() -> int:
@@ -81,6 +109,7 @@ class OptEvent:
     id: str = field(default_factory=new_event_id)
     # Free-form context for the audit trail: actor, key name, inbound message id...
     detail: dict[str, str] = field(default_factory=dict)
+    scope: str = ""  # '' = every message of the channel; else a topic (see ``scoped``)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +122,7 @@ class OptEvent:
             "source": self.source.value,
             "at_ms": self.at_ms,
             "detail": dict(self.detail),
+            **({"scope": self.scope} if self.scope else {}),
         }
 
     @classmethod
@@ -110,11 +140,12 @@ class OptEvent:
             at_ms=int(data["at_ms"]),
             id=str(data["id"]),
             detail={str(k): str(v) for k, v in dict(data.get("detail") or {}).items()},
+            scope=str(data.get("scope") or ""),
         )
 
     @property
     def key(self) -> tuple[str, Channel, str]:
-        return (self.tenant, self.channel, self.identifier)
+        return (self.tenant, self.channel, scoped(self.identifier, self.scope))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +156,13 @@ class Suppression:
     reason: Reason
     source: Source
     created_at_ms: int
-    scope: str = "tenant"
+    scope: str = ""  # see ``scoped``
 
     def to_json(self) -> dict[str, Any]:
         return {
             "channel": self.channel.value,
             "identifier": self.identifier,
-            "scope": self.scope,
+            "scope": scope_label(self.scope),
             "reason": self.reason.value,
             "source": self.source.value,
             "created_at": iso_ms(self.created_at_ms),

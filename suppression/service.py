@@ -21,7 +21,16 @@ from dataclasses import dataclass
 from .errors import GatewayError, JournalFailed, StoreUnavailable
 from .identifiers import normalize
 from .journal import Journal
-from .models import Channel, OptEvent, Reason, Source, Suppression, new_event_id, now_ms
+from .models import (
+    Channel,
+    OptEvent,
+    Reason,
+    Source,
+    Suppression,
+    new_event_id,
+    now_ms,
+    scoped,
+)
 from .store import CONSENT_GRANTED, RedisStore, to_suppression
 
 log = logging.getLogger(__name__)
@@ -115,30 +124,36 @@ class SuppressionService:
     # -- the single write path ------------------------------------------------
 
     async def opt_out(self, tenant: str, channel: Channel, identifier: str, *, reason: Reason,
-                      source: Source, detail: dict[str, str] | None = None) -> OptEvent:
+                      source: Source, detail: dict[str, str] | None = None,
+                      scope: str = "") -> OptEvent:
         """Suppress ``identifier`` (normalised) for the tenant. Idempotent.
 
+        ``scope`` narrows it to one email topic (or a reserved scope such as
+        ``HARD_BOUNCE_SCOPE``); '' suppresses every message of the channel.
         Returns once the event is durable in the journal, whether or not Redis
         answered. Raises ``JournalFailed`` if it could not be made durable.
         """
         ev = OptEvent("opt_out", tenant, channel, identifier, reason, source,
-                      detail=dict(detail or {}))
+                      detail=dict(detail or {}), scope=scope)
         await self.record([ev])
         return ev
 
     async def opt_in(self, tenant: str, channel: Channel, identifier: str, *, reason: Reason,
-                     source: Source, detail: dict[str, str] | None = None) -> OptEvent:
-        """Lift the tenant's suppression of ``identifier`` and record consent. Idempotent."""
+                     source: Source, detail: dict[str, str] | None = None,
+                     scope: str = "") -> OptEvent:
+        """Lift the tenant's suppression of ``identifier`` and record consent. Idempotent.
+
+        With a ``scope`` only that topic's opt-out is lifted, and no consent is recorded."""
         at = now_ms()
         # The store lets an opt-out win a tie; a deliberate opt-in in the same millisecond
         # as the opt-out it lifts (or from a host whose clock is a little behind) must
         # still be later. Best effort: during an outage the local clock is all there is.
         with contextlib.suppress(StoreUnavailable):
-            entry = (await self.store.entries(tenant, channel, [identifier]))[0]
+            entry = (await self.store.entries(tenant, channel, [scoped(identifier, scope)]))[0]
             if entry is not None and entry.at_ms >= at:
                 at = entry.at_ms + 1
         ev = OptEvent("opt_in", tenant, channel, identifier, reason, source, at_ms=at,
-                      detail=dict(detail or {}))
+                      detail=dict(detail or {}), scope=scope)
         await self.record([ev])
         return ev
 
@@ -391,4 +406,5 @@ class SuppressionService:
 
 def from_event(ev: OptEvent) -> Suppression:
     return Suppression(tenant=ev.tenant, channel=ev.channel, identifier=ev.identifier,
-                       reason=ev.reason, source=ev.source, created_at_ms=ev.at_ms)
+                       reason=ev.reason, source=ev.source, created_at_ms=ev.at_ms,
+                       scope=ev.scope)

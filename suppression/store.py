@@ -24,7 +24,17 @@ from redis.exceptions import NoScriptError, RedisError
 
 from . import codec, keys
 from .errors import InvalidRequest, StoreUnavailable
-from .models import Channel, OptEvent, Suppression, iso_ms, new_event_id, now_ms
+from .models import (
+    Channel,
+    OptEvent,
+    Suppression,
+    iso_ms,
+    new_event_id,
+    now_ms,
+    scope_label,
+    scoped,
+    split_scoped,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -142,15 +152,18 @@ class RedisStore:
             sup, con, aud = keys.all_for_identifier(ev.tenant, ev.channel, ev.identifier)
             entry = codec.encode_entry(
                 codec.EntryState(ev.at_ms, ev.action == "opt_out", ev.reason, ev.source))
+            # Consent is the person's, for the whole channel: a topic opt-in is not one.
             consent = (str(encode_consent(ev.at_ms, CONSENT_GRANTED))
-                       if ev.action == "opt_in" else "")
+                       if ev.action == "opt_in" and not ev.scope else "")
+            detail = {**ev.detail, "scope": scope_label(ev.scope)} if ev.scope else ev.detail
             record = audit_record(ev.at_ms, ev.action, ev.identifier, ev.reason.value,
-                                  ev.source.value, ev.detail)
+                                  ev.source.value, detail)
             bucket = keys.bucket_of(ev.identifier)
             used = keys.used_buckets(ev.tenant, ev.channel, keys.shard_of(bucket))
             commands.append(("EVALSHA", *self._apply.args(
                 [sup, con, aud, used],
-                [codec.encode_field(ev.channel, ev.identifier), ev.action, entry, ev.id,
+                [codec.encode_field(ev.channel, scoped(ev.identifier, ev.scope)), ev.action,
+                 entry, ev.id,
                  consent, record, bucket % keys.BUCKETS_PER_SHARD])))
         if not commands:
             return []
@@ -310,17 +323,18 @@ class RedisStore:
             replies = await self._call("list", partial(self._pipeline, commands))
             for b, mapping in zip(batch, replies, strict=True):
                 rows = sorted((codec.decode_field(channel, f), v) for f, v in mapping.items())
-                for ident, raw in rows:
-                    if b == start and after is not None and ident <= after:
+                for name, raw in rows:
+                    if b == start and after is not None and name <= after:
                         continue
+                    ident, scope = split_scoped(name)
                     if needle and needle not in ident.lower():
                         continue
                     state = codec.decode_entry(raw)
                     if not state.active:
                         continue
-                    items.append(to_suppression(tenant, channel, ident, state))
+                    items.append(to_suppression(tenant, channel, ident, state, scope))
                     if len(items) == limit:
-                        return items, encode_cursor(b, ident)
+                        return items, encode_cursor(b, name)
         return items, None
 
     async def _used_buckets(self, tenant: str, channel: Channel, start: int) -> list[int]:
@@ -359,9 +373,10 @@ def parse_audit(channel: Channel, raw: bytes | str) -> AuditEntry | None:
 
 
 def to_suppression(tenant: str, channel: Channel, identifier: str,
-                   state: codec.EntryState) -> Suppression:
+                   state: codec.EntryState, scope: str = "") -> Suppression:
     return Suppression(tenant=tenant, channel=channel, identifier=identifier,
-                       reason=state.reason, source=state.source, created_at_ms=state.at_ms)
+                       reason=state.reason, source=state.source, created_at_ms=state.at_ms,
+                       scope=scope)
 
 
 def encode_consent(at_ms: int, status: int) -> int:
