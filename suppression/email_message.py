@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -433,7 +434,29 @@ def mentions_postal_address(data: bytes, postal_address: str) -> bool:
     if not wanted:
         return False
     pattern = re.compile(rf"(?<!\w){re.escape(wanted)}(?!\w)")
+    # Fast path: most marketing mail shows the address in plain or quoted-printable text,
+    # where it can be found in the raw bytes without parsing the MIME tree. (It is only a
+    # warning, so an address that appears in a plain-text attachment counts too.)
+    if _postal_pattern(postal_address).search(raw_text(data)):
+        return True
     return any(pattern.search(_normalised(text)) for text in message_texts(data))
+
+
+@functools.lru_cache(maxsize=256)
+def _postal_pattern(postal_address: str) -> re.Pattern[str]:
+    """The address's words with any run of blanks and commas between them (no need to
+    normalise a whole message to look for it)."""
+    words = [re.escape(w) for w in re.split(r"[\s,]+", postal_address.strip()) if w]
+    return re.compile(r"(?<!\w)" + r"[\s,]+".join(words) + r"(?!\w)", re.IGNORECASE)
+
+
+_QP_SOFT_BREAK = re.compile(rb"=\r?\n")
+
+
+def raw_text(data: bytes) -> str:
+    """The message as text without parsing it: quoted-printable soft line breaks joined,
+    bytes decoded as UTF-8 (errors replaced). Base64 parts stay encoded."""
+    return _QP_SOFT_BREAK.sub(b"", data).decode("utf-8", "replace")
 
 
 def message_topic(data: bytes, known: Collection[str]) -> str | None:

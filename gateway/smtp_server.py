@@ -1,0 +1,120 @@
+"""The SMTP listener, on the same event loop as the HTTP server.
+
+Not aiosmtpd's ``Controller`` (it runs a second loop in a thread, and the
+Redis client cannot cross loops) and not its ``Proxy`` handler: the server is
+``loop.create_server(lambda: GatewaySMTP(handler, ...))``.
+
+Limits: message size ``smtp_max_message_bytes`` (552 beyond), lines of
+1,001 octets and bounded command counts (aiosmtpd's defaults), an idle
+timeout of ``smtp_timeout_s``. aiosmtpd >= 1.4.6 refuses bare LF line endings
+in DATA's end marker (the SMTP smuggling fix).
+STARTTLS is offered when ``smtp_tls_cert`` and ``smtp_tls_key`` are set. AUTH
+is offered only over TLS, except to loopback clients, where plaintext AUTH
+cannot be sniffed off a network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+
+from handlers.smtp import Mailboxes, SmtpHandler
+
+from .components import Components
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class GatewaySMTP(SMTP):
+    def __init__(self, *args: Any, sessions: set[GatewaySMTP], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sessions = sessions
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._sessions.add(self)
+        if self._tls_protocol is None:  # the plain connection (STARTTLS re-enters here)
+            self._auth_require_tls = not _is_loopback(transport.get_extra_info("peername"))
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._sessions.discard(self)
+        super().connection_lost(error)
+
+
+class SmtpListener:
+    """The listening server and its open sessions (Python 3.11's Server cannot wait for
+    its connections to end, nor close them)."""
+
+    def __init__(self, server: asyncio.Server, sessions: set[GatewaySMTP]) -> None:
+        self.server = server
+        self.sessions = sessions
+
+    @property
+    def port(self) -> int:
+        return int(self.server.sockets[0].getsockname()[1]) if self.server.sockets else 0
+
+    async def close(self, drain_s: float = 10.0) -> None:
+        """Stop listening; let sessions end for ``drain_s`` seconds, then cut them."""
+        self.server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_s
+        while self.sessions and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for session in list(self.sessions):
+            if session.transport is not None:
+                session.transport.close()
+        await self.server.wait_closed()
+
+
+def _is_loopback(peer: Any) -> bool:
+    if isinstance(peer, tuple) and peer:
+        try:
+            return ipaddress.ip_address(str(peer[0]).split("%")[0]).is_loopback
+        except ValueError:
+            return False
+    return isinstance(peer, str)  # a unix socket: local by definition
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.smtp_tls_cert is None or settings.smtp_tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.smtp_tls_cert, settings.smtp_tls_key)
+    return context
+
+
+def make_handler(parts: Components) -> SmtpHandler:
+    settings = parts.settings
+    domains = frozenset(d for t in settings.tenants.values() for d in t.email_domains)
+    return SmtpHandler(parts.apikeys, settings.tenant, parts.email, parts.email_feedback,
+                       Mailboxes(settings.mailto_domain(), settings.feedback_mailbox()),
+                       domains)
+
+
+async def start_smtp(parts: Components, host: str | None = None,
+                     port: int | None = None) -> SmtpListener:
+    settings = parts.settings
+    handler = make_handler(parts)
+    tls = tls_context(settings)
+    loop = asyncio.get_running_loop()
+    sessions: set[GatewaySMTP] = set()
+
+    def protocol() -> GatewaySMTP:
+        return GatewaySMTP(handler, sessions=sessions, loop=loop, hostname=settings.mailto_domain(),
+                           ident="optout-gateway",
+                           data_size_limit=settings.smtp_max_message_bytes,
+                           enable_SMTPUTF8=True, decode_data=False, tls_context=tls,
+                           require_starttls=False, auth_required=False, auth_require_tls=True,
+                           timeout=settings.smtp_timeout_s)
+
+    server = await loop.create_server(
+        protocol, host if host is not None else settings.smtp_host,
+        port if port is not None else settings.smtp_port)
+    return SmtpListener(server, sessions)

@@ -1,0 +1,119 @@
+"""Mail that arrives for the gateway itself: mailto unsubscribes, complaints, bounces.
+
+* ``unsubscribe+TOKEN@<unsubscribe domain>`` (the ``mailto:`` of every
+  ``List-Unsubscribe`` we write, RFC 2369/8058): a valid token is an opt-out
+  with reason ``mailto``, for the token's topic when it names one (as the
+  one-click POST). A forged or altered token changes nothing and the mail is
+  accepted all the same: the SMTP reply must not be an oracle.
+* the feedback address: ARF complaint reports (RFC 5965) -> opt-out with
+  reason ``complaint`` (all marketing, whatever the topic: a person who
+  reports spam wants none of it); DSNs (RFC 3464) with a hard bounce -> opt-out
+  with reason ``bounce`` plus the ``HARD_BOUNCE_SCOPE`` entry that also stops
+  transactional mail. Soft bounces and ``not-spam`` reports change nothing.
+
+Which tenant a report belongs to comes from our own signed tokens in the
+original message it quotes; when it quotes none (some feedback loops strip
+the original), from the only tenant configured. Otherwise the report is
+logged and dropped: suppressing an address for the wrong tenant, or for all,
+is not ours to guess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import GatewayError
+from .feedback import FeedbackReport, parse_feedback
+from .identifiers import mask, normalize_email
+from .models import HARD_BOUNCE_SCOPE, Channel, OptEvent, Reason, Source
+from .service import SuppressionService
+from .tenants import Tenant
+from .tokens import TokenClaims, TokenSigner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackOutcome:
+    kind: str
+    events: tuple[OptEvent, ...]
+
+
+class EmailFeedback:
+    def __init__(self, service: SuppressionService, tokens: TokenSigner,
+                 tenants: Mapping[str, Tenant]) -> None:
+        self.service = service
+        self.tokens = tokens
+        self.tenants = tenants
+
+    async def mailto(self, token: str, *, sender: str = "") -> OptEvent | None:
+        """An unsubscribe mail to ``unsubscribe+TOKEN@…``; None when the token is not ours."""
+        claims = self.tokens.verify(token)
+        if claims is None or claims.channel is not Channel.EMAIL or \
+                claims.tenant not in self.tenants:
+            log.info("mailto unsubscribe with an invalid token ignored")
+            return None
+        detail = {"sender": sender[:254]} if sender else {}
+        return await self.service.opt_out(claims.tenant, Channel.EMAIL, claims.identifier,
+                                          reason=Reason.MAILTO, source=Source.EMAIL,
+                                          detail=detail, scope=claims.topic)
+
+    async def feedback(self, data: bytes) -> FeedbackOutcome:
+        """A report sent to the feedback address: opt-outs for complaints and hard bounces."""
+        # Parsing is CPU-bound (a multi-MB report takes ~1 s): off the event loop.
+        report = await asyncio.to_thread(parse_feedback, data)
+        if "parse_error" in report.detail:
+            log.warning("feedback report not understood (%s)", report.detail["parse_error"])
+        claims = [c for t in report.tokens if (c := self.tokens.verify(t)) is not None
+                  and c.channel is Channel.EMAIL and c.tenant in self.tenants]
+        events = self._events(report, claims)
+        if events:
+            await self.service.record(events)
+        for ev in events:
+            log.info("%s from %s: %s suppressed for tenant %s", report.kind,
+                     report.detail.get("reporting_mta", "a report"),
+                     mask(Channel.EMAIL, ev.identifier), ev.tenant)
+        return FeedbackOutcome(report.kind, tuple(events))
+
+    def _events(self, report: FeedbackReport, claims: list[TokenClaims]) -> list[OptEvent]:
+        scopes: tuple[str, ...]
+        if report.kind == "complaint":
+            reason, scopes, wanted = Reason.COMPLAINT, ("",), "complaint"
+        elif report.kind in ("hard_bounce", "soft_bounce"):
+            # A DSN may list several recipients, only some of them hard bounces.
+            reason, scopes, wanted = Reason.BOUNCE, ("", HARD_BOUNCE_SCOPE), "hard_bounce"
+        else:
+            return []
+        targets: dict[str, str] = {}  # address -> tenant
+        for c in claims:
+            if report.kind == "complaint":
+                targets[c.identifier] = c.tenant
+        by_address = {c.identifier.lower(): c.tenant for c in claims}
+        fallback = _only(set(by_address.values())) or _only(set(self.tenants))
+        for rcpt in report.recipients:
+            if rcpt.kind != wanted:
+                continue
+            try:
+                address = normalize_email(rcpt.address)
+            except GatewayError:
+                log.warning("%s report names an address that is not one: ignored", wanted)
+                continue
+            # Anyone can mail the feedback address: when the report quotes our signed
+            # tokens, only the addresses they name are believed.
+            tenant = by_address.get(address.lower()) if by_address else fallback
+            if tenant is None:
+                log.warning("%s for %s: no token of ours in the report and several tenants; "
+                            "ignored", wanted, mask(Channel.EMAIL, address))
+                continue
+            targets.setdefault(address, tenant)
+        detail = {k: v[:200] for k, v in report.detail.items()}
+        return [OptEvent("opt_out", tenant, Channel.EMAIL, address, reason, Source.EMAIL,
+                         detail=detail, scope=scope)
+                for address, tenant in targets.items() for scope in scopes]
+
+
+def _only(values: set[str]) -> str | None:
+    return next(iter(values)) if len(values) == 1 else None

@@ -1,0 +1,67 @@
+"""The SMTP sharing guard's scanner: phone numbers in bodies and attachments."""
+
+from __future__ import annotations
+
+import json
+from email.message import EmailMessage
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from suppression import dlp
+
+NUMBERS = ["+14155550120", "+12125550199", "+13105550142"]
+
+
+def _mail(content: bytes, filename: str, maintype: str, subtype: str, *,
+          cte: str | None = None) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "a@acme.example"
+    msg["To"] = "b@broker.example"
+    msg.set_content("see attached")
+    msg.add_attachment(content, maintype=maintype, subtype=subtype, filename=filename,
+                       cte=cte)
+    return msg.as_bytes()
+
+
+def test_numbers_in_csv_json_and_text_attachments_are_found() -> None:
+    # Numbers in any usual national or international spelling are found and normalised.
+    csv = b"phone\n(415) 555-0120\n212.555.0199\n+1 310 555 0142\n"
+    assert dlp.phone_numbers(_mail(csv, "l.csv", "text", "csv")) == set(NUMBERS)
+    js = json.dumps([{"tel": n} for n in NUMBERS]).encode()
+    assert dlp.phone_numbers(_mail(js, "l.json", "application", "json")) == set(NUMBERS)
+    b64 = _mail("\n".join(NUMBERS).encode(), "l.txt", "application", "octet-stream",
+                cte="base64")
+    assert dlp.phone_numbers(b64) == set(NUMBERS)
+
+
+def test_unreadable_xlsx_and_binary_attachments_yield_nothing() -> None:
+    # A broken workbook and a PDF are skipped, never an error.
+    bad = _mail(b"PK\x03\x04not a zip", "x.xlsx", "application", "octet-stream")
+    assert dlp.phone_numbers(bad) == set()
+    pdf = _mail(b"%PDF-1.4 4155550120 2125550199", "x.pdf", "application", "pdf")
+    assert dlp.phone_numbers(pdf) == set()
+
+
+def test_fast_path_skips_parsing_for_ordinary_mail() -> None:
+    # A newsletter with one number and many prices cannot reach 5 numbers: nothing parsed.
+    body = "Deals: " + ", ".join(f"item {i} ${i}.99" for i in range(200)) + \
+        "\ncall +1 415 555 0120\n"
+    msg = EmailMessage()
+    msg.set_content(body)
+    data = msg.as_bytes()
+    assert dlp.phone_numbers(data, at_least=5) == set()
+    assert dlp.phone_numbers(data, at_least=1) == {"+14155550120"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(NUMBERS + ["(415) 555-0120", "12.99", "2026-11-28", "x",
+                                           "415 555 0120 ext 7", "\n", ", "]), max_size=40))
+def test_fast_count_never_undercounts(parts: list[str]) -> None:
+    # The cheap count is an upper bound of what the full scan finds (so the fast path can
+    # only skip mail that is below the threshold anyway).
+    text = " ".join(parts)
+    msg = EmailMessage()
+    msg.set_content(text)
+    found = dlp.phone_numbers(msg.as_bytes())
+    assert dlp._phone_like_count(dlp.raw_text(msg.as_bytes())) >= len(found)
