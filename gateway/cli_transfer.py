@@ -4,7 +4,9 @@ Import prints a summary (``--json``: one object) and exits 0 even when some rows
 were invalid, since the valid ones were imported and a second run skips them.
 It exits 2 when the file cannot be read, 1 when the store is unavailable (the
 rows imported so far are kept and reported). Export writes to stdout unless
-``--output`` is given and reports the count on stderr.
+``--output`` is given and reports the count on stderr. Export asks the sharing guard
+first (``--recipient``/``--purpose``, default: the tenant itself, for compliance) and
+audits its decision; a prohibited export writes nothing and exits 3.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import io
 import json
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -32,12 +36,15 @@ from suppression.bulk import (
     iter_rows,
     open_input,
 )
-from suppression.errors import StoreUnavailable
+from suppression.datasets import DatasetStore, authorize_export
+from suppression.errors import InvalidRequest, SharingProhibited, StoreUnavailable
 from suppression.models import Channel, Reason
+from suppression.sharing import Dataset, Purpose, Recipient, RecipientType, SharingRequest
 
 from .settings import Settings
 
 EXIT_USAGE = 2
+EXIT_PROHIBITED = 3  # the sharing guard refused the export (suppression.sharing)
 SHOWN_ERRORS = 20
 MAX_BATCH = 10_000
 PROGRESS_INTERVAL_S = 0.2
@@ -257,6 +264,30 @@ def _open_output(path: str | None) -> Iterator[TextIO]:
         raise
 
 
+def _recipient(text: str) -> Recipient:
+    """``TYPE[:NAME]``, e.g. ``first_party`` or ``processor:Acme ESP``."""
+    kind, sep, name = text.partition(":")
+    try:
+        rtype = RecipientType(kind.strip())
+    except ValueError:
+        allowed = ", ".join(t.value for t in RecipientType)
+        raise _Usage(f"--recipient '{kind}' is not a recipient type ({allowed}); "
+                     "write TYPE or TYPE:NAME") from None
+    try:
+        return Recipient(rtype, name if sep else None)
+    except InvalidRequest as exc:
+        raise _Usage(f"--recipient: {exc.message}") from None
+
+
+def _cli_actor() -> dict[str, str]:
+    """Who ran the export, as far as the machine can tell (for the audit trail)."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name in a bare container
+        user = str(os.getuid())
+    return {"actor": "cli", "os_user": user, "host": socket.gethostname()}
+
+
 async def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     from .cli import _tenant, components
 
@@ -264,8 +295,18 @@ async def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     channel = Channel(args.channel)
     fmt: Format = args.format or (format_for_path(args.output) if args.output else None) \
         or "csv"
+    dataset = Dataset.SMS_SUPPRESSIONS if channel is Channel.SMS else Dataset.EMAIL_SUPPRESSIONS
     try:
+        ask = SharingRequest((dataset,), _recipient(args.recipient), Purpose(args.purpose))
         async with components(bulk_settings(settings)) as c:
+            config = settings.tenant(tenant)
+            assert config is not None  # _tenant checked it
+            try:
+                await authorize_export(DatasetStore(c.store), config, ask, fmt=fmt,
+                                       actor=_cli_actor(), via="cli", count=False)
+            except SharingProhibited as exc:
+                print(f"error: export refused: {exc.message}", file=sys.stderr)
+                return EXIT_PROHIBITED
             with _open_output(args.output) as out:
                 count = await export_rows(c.store, tenant, channel, out, fmt,
                                           page_size=EXPORT_PAGE)
@@ -320,8 +361,16 @@ def add_transfer_commands(sub: Any, common: Callable[[argparse.ArgumentParser],
         "export", help="write every active suppression as CSV or JSON lines",
         description="Write every active suppression of the tenant and channel. CSV columns: "
         "channel,identifier,scope,reason,source,created_at; JSON lines: one object per "
-        "suppression. The count goes to stderr."))
+        "suppression. The count goes to stderr. The tenant's sharing rules decide first "
+        "whether the recipient may have the list for the purpose; the decision is audited "
+        "(GET /v1/audit/exports) and a refusal exits 3."))
     exp.add_argument("--output", "-o", metavar="FILE", help="default: stdout")
     exp.add_argument("--format", choices=["csv", "jsonl"],
                      help="default: from the --output extension, else csv")
+    exp.add_argument("--recipient", metavar="TYPE[:NAME]", default=RecipientType.FIRST_PARTY.value,
+                     help="who receives the file: first_party (default), processor:NAME, "
+                     "affiliate[:NAME] or third_party[:NAME]")
+    exp.add_argument("--purpose", default=Purpose.COMPLIANCE.value,
+                     choices=[p.value for p in Purpose],
+                     help="what the recipient will use it for (default: compliance)")
     exp.set_defaults(func=cmd_export)

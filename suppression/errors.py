@@ -95,3 +95,13 @@ class SenderNotAllowed(Refused):
 
 class CategoryNotAllowed(Refused):
     code = "category_not_allowed"
+
+
+class SharingProhibited(GatewayError):
+    """An export the sharing rules forbid (``suppression.sharing``); ``rule`` names the rule."""
+
+    code = "sharing_prohibited"
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule
