@@ -17,6 +17,8 @@ OptOutReason = Literal[
     "manual", "import",
 ]
 ChannelName = Literal["sms", "email"]
+ConsentMethod = Literal["web_form", "keyword", "import", "api", "double_opt_in", "paper_form",
+                        "verbal", "other"]  # = suppression.subjects.CONSENT_METHODS
 MAX_CHECK = 10_000
 
 
@@ -77,13 +79,27 @@ class ConsentIn(Strict):
                         description="how consent was collected: web_form, keyword, import, api…")
     evidence: str | None = Field(default=None, max_length=4000,
                                  description="what the person was shown, or a reference to it")
+    # Optional evidence (TCPA: who, when, how, what they were told); checked in the domain.
+    method: ConsentMethod | None = Field(
+        default=None, description="how consent was collected (source stays free text)")
+    evidence_ref: str | None = Field(
+        default=None, min_length=1, max_length=500,
+        description="a reference to what was shown: URL, form version, document id")
+    ip: str | None = Field(default=None, min_length=2, max_length=45,
+                           description="the person's IP address (IPv4 or IPv6)")
+    user_agent: str | None = Field(default=None, min_length=1, max_length=512)
+    message_id: str | None = Field(default=None, min_length=1, max_length=200,
+                                   description="the inbound message that carried the consent")
+    collected_at: str | None = Field(
+        default=None, min_length=10, max_length=40,
+        description="when the person consented (ISO 8601 with zone), if not just now")
 
 
 class ConsentOut(Strict):
     channel: ChannelName
     identifier: str
     source: str
-    status: str
+    status: Literal["granted", "pending"]
     created_at: str
 
 
