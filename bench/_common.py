@@ -59,15 +59,17 @@ def machine_line(client: redis.Redis | None = None) -> str:
 
 
 @contextlib.contextmanager
-def private_redis(*, config: Mapping[str, str] | None = None,
-                  prefix: str = "og-bench-") -> Iterator[RedisServerProcess]:
+def private_redis(*, config: Mapping[str, str] | None = None, prefix: str = "og-bench-",
+                  unix: bool = False) -> Iterator[RedisServerProcess]:
     """A started redis-server on a free loopback port in a fresh temp dir; stopped on exit.
 
     The command line is the embedded server's (AOF everysec, hash-max-listpack-entries 256);
-    ``config`` entries are appended after it and so override it.
+    ``config`` entries are appended after it and so override it. ``unix``: on a unix socket
+    in that dir instead, as the embedded server (the default deployment) listens.
     """
     directory = Path(tempfile.mkdtemp(prefix=prefix))
-    proc = RedisServerProcess(directory / "redis", port=0, extra_config=dict(config or {}))
+    proc = RedisServerProcess(directory / "redis", port=0, extra_config=dict(config or {}),
+                              unix_socket=directory / "redis.sock" if unix else None)
     try:
         proc.start()
         yield proc
@@ -109,21 +111,42 @@ def cpu_seconds(pid: int) -> float:
 
 
 class CpuMeter:
-    """CPU share (1.0 = one core busy) of some processes over a window."""
+    """CPU share (1.0 = one core busy) of some processes over a window; a name may stand for
+    several processes (a multi-worker gateway), whose CPU is added up."""
 
-    def __init__(self, pids: Mapping[str, int]) -> None:
-        self.pids = dict(pids)
+    def __init__(self, pids: Mapping[str, int | Sequence[int]]) -> None:
+        self.pids = {name: [p] if isinstance(p, int) else list(p) for name, p in pids.items()}
         self._t0 = 0.0
         self._c0: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}  # CPU seconds used in the window, by name
+
+    def _now(self, name: str) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids[name])
 
     def start(self) -> None:
         self._t0 = time.perf_counter()
-        self._c0 = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._c0 = {name: self._now(name) for name in self.pids}
 
     def stop(self) -> dict[str, float]:
         elapsed = time.perf_counter() - self._t0
-        return {name: (cpu_seconds(pid) - self._c0[name]) / elapsed
-                for name, pid in self.pids.items()}
+        self.seconds = {name: self._now(name) - self._c0[name] for name in self.pids}
+        return {name: used / elapsed for name, used in self.seconds.items()}
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a multi-worker gateway's workers), from /proc."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children[ppid].append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
 
 
 # -- statistics and tables ---------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
     .venv/bin/python bench/bench_sms.py [--clients 50] [--duration 10] [--warmup 2]
         [--stop-rate 500] [--stop-duration 10] [--generic-inbound] [--skip-marketing]
-        [--stop-only]
+        [--stop-only] [--send-rates 500,1000] [--workers 1] [--redis-unix]
+
+Before/after comparisons in the same conditions: run the same script with
+``PYTHONPATH=<another checkout>`` (the gateway child then imports that code).
 
 Processes (all on 127.0.0.1, all started and stopped here):
 
@@ -28,6 +31,13 @@ client, with the same JSON body, drives the hello-world server in the same run. 
   inside its window (about 07:00-12:00 UTC) or with ``--skip-marketing``;
 * transactional: a ``--transactional`` key, ``category: "transactional"``: the suppression
   check runs, consent, quiet hours and caps do not.
+
+(a') open-loop sends: transactional sends paced at each of ``--send-rates`` per second (1 s
+warm-up, then ``--duration`` s): latency at a fixed offered rate, which closed-loop clients
+cannot show once the gateway saturates (50 clients at p99 <= 20 ms need >= 2,500 req/s).
+
+Every phase prints the gateway's CPU per request (CPU seconds of all its processes in the
+window / requests completed): steadier than req/s when other work shares the cores.
 
 (b) STOP -> suppressed: Twilio-signed ``POST /v1/sms/inbound/twilio`` webhooks (or the generic
 ``POST /v1/sms/inbound`` with ``--generic-inbound``), each "STOP" from a different number,
@@ -72,6 +82,7 @@ from _common import (
     percentile,
     print_table,
     private_redis,
+    process_tree,
 )
 
 TENANT = "bench"
@@ -79,6 +90,7 @@ SENDER = "+14155550100"
 TWILIO_TOKEN = "bench-twilio-token"
 GOAL_RATIO, GOAL_SEND_P99_MS, GOAL_STOP_P99_MS = 0.3, 20.0, 5.0
 HELLO = b"Hello, world"
+Pids = dict[str, int | list[int]]
 
 
 # -- child servers (this script re-run with --serve-provider / --serve-hello) ----------------
@@ -179,7 +191,8 @@ class Gw:
 
 
 @contextmanager
-def gateway(redis_url: str, provider_port: int, workdir: Path) -> Iterator[Gw]:
+def gateway(redis_url: str, provider_port: int, workdir: Path, workers: int = 1
+            ) -> Iterator[Gw]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     config = workdir / "optout.toml"
@@ -202,7 +215,8 @@ def gateway(redis_url: str, provider_port: int, workdir: Path) -> Iterator[Gw]:
         return out.stdout.strip()
 
     keys = (key("send"), key("send", "--transactional"), key("read,write,inbound"))
-    with child(_gateway_cmd() + ["serve"], env, workdir / "gateway.log", base + "/healthz",
+    serve = ["serve"] + (["--workers", str(workers)] if workers > 1 else [])
+    with child(_gateway_cmd() + serve, env, workdir / "gateway.log", base + "/healthz",
                show_log=True) as proc:
         yield Gw(base, *keys, pid=proc.pid)
 
@@ -240,10 +254,14 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     cpu: dict[str, float] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds in the window
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    def cpu_ms_per_request(self, name: str) -> float:
+        return 1000 * self.cpu_s.get(name, 0.0) / self.requests if self.requests else 0.0
 
     def p(self, q: float) -> float:
         return percentile(self.latencies, q) * 1000
@@ -252,7 +270,7 @@ class Result:
 async def closed_loop(name: str, session: aiohttp.ClientSession, url: str,
                       bodies: Sequence[bytes], headers: dict[str, str], expect: int, *,
                       clients: int, warmup: float, duration: float,
-                      pids: dict[str, int]) -> Result:
+                      pids: Pids) -> Result:
     """``clients`` workers POST back to back; requests completing in the window count."""
     result = Result(name, seconds=duration)
     cursor = itertools.count()
@@ -266,6 +284,7 @@ async def closed_loop(name: str, session: aiohttp.ClientSession, url: str,
         meter.start()
         await asyncio.sleep(duration)
         result.cpu = meter.stop()
+        result.cpu_s = meter.seconds
 
     async def worker() -> None:
         while loop.time() < end:
@@ -287,6 +306,48 @@ async def closed_loop(name: str, session: aiohttp.ClientSession, url: str,
                 result.latencies.append(t1 - t0)
 
     await asyncio.gather(window(), *(worker() for _ in range(clients)))
+    return result
+
+
+async def paced_sends(name: str, session: aiohttp.ClientSession, url: str,
+                      bodies: Sequence[bytes], headers: dict[str, str], expect: int, *,
+                      rate: float, duration: float, pids: Pids) -> Result:
+    """Open loop: one request every 1/``rate`` s for ``duration`` s, whatever the answers
+    take; latency from the request being sent to its body read."""
+    result = Result(name)
+    loop = asyncio.get_running_loop()
+    meter = CpuMeter(pids)
+    cursor = itertools.count()
+
+    async def one() -> None:
+        body = bodies[next(cursor) % len(bodies)]
+        t0 = loop.time()
+        try:
+            async with session.post(url, data=body, headers=headers) as resp:
+                await resp.read()
+                status = resp.status
+        except aiohttp.ClientError as exc:
+            result.errors[type(exc).__name__] += 1
+            return
+        if status != expect:
+            result.errors[f"HTTP {status}"] += 1
+            return
+        result.requests += 1
+        result.latencies.append(loop.time() - t0)
+
+    n = int(rate * duration)
+    start = loop.time() + 0.05
+    tasks = []
+    meter.start()
+    for i in range(n):
+        delay = start + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+    result.seconds = loop.time() - start
+    result.cpu = meter.stop()
+    result.cpu_s = meter.seconds
     return result
 
 
@@ -333,6 +394,7 @@ class StopResult:
     not_visible: list[str] = field(default_factory=list)
     seconds: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 def stop_requests(gw: Gw, numbers: Sequence[str], generic: bool
@@ -364,7 +426,7 @@ def stop_requests(gw: Gw, numbers: Sequence[str], generic: bool
 async def paced_stops(session: aiohttp.ClientSession, gw: Gw,
                       reqs: Sequence[tuple[str, bytes, dict[str, str]]], numbers: Sequence[str],
                       rate: float, *, timed: bool, spot: Callable[[str], Awaitable[bool]],
-                      pids: dict[str, int]) -> StopResult:
+                      pids: Pids) -> StopResult:
     result = StopResult()
     loop = asyncio.get_running_loop()
     meter = CpuMeter(pids)
@@ -407,6 +469,7 @@ async def paced_stops(session: aiohttp.ClientSession, gw: Gw,
     await asyncio.gather(*tasks)
     result.seconds = loop.time() - start
     result.cpu = meter.stop()
+    result.cpu_s = meter.seconds
     return result
 
 
@@ -442,6 +505,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="POST /v1/sms/inbound instead of signed Twilio webhooks")
     p.add_argument("--skip-marketing", action="store_true")
     p.add_argument("--stop-only", action="store_true", help="run (b) only")
+    p.add_argument("--send-rates", default="500",
+                   help="comma-separated offered rates (/s) of the open-loop send phase; "
+                   "'' skips it")
+    p.add_argument("--workers", type=int, default=1, help="optout-gateway serve --workers N")
+    p.add_argument("--redis-unix", action="store_true",
+                   help="Redis on a unix socket (as the embedded default) instead of TCP")
     p.add_argument("--serve-provider", type=int, help=argparse.SUPPRESS)
     p.add_argument("--serve-hello", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -453,13 +522,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be in (0, 600]")
     if not 1 <= args.stop_rate <= 5_000:
         p.error("--stop-rate must be 1..5000")
+    if not 1 <= args.workers <= 64:
+        p.error("--workers must be 1..64")
+    try:
+        args.send_rates = [float(r) for r in args.send_rates.split(",") if r.strip()]
+    except ValueError:
+        p.error("--send-rates must be numbers separated by commas")
+    if any(not 1 <= r <= 20_000 for r in args.send_rates):
+        p.error("--send-rates must each be 1..20000")
     return args
 
 
 def row(r: Result, base: Result | None) -> list[str]:
     ratio = f"{r.rps / base.rps:.2f}x" if base is not None and base.rps else ""
     cpu = ", ".join(f"{k} {v:.2f}" for k, v in r.cpu.items() if v >= 0.01)
-    return [r.name, fmt(r.rps, 0), ratio, fmt(r.p(50), 2), fmt(r.p(99), 2), cpu]
+    server = "hello" if "hello" in r.cpu_s else "gateway"
+    return [r.name, fmt(r.rps, 0), ratio, fmt(r.p(50), 2), fmt(r.p(99), 2),
+            fmt(r.cpu_ms_per_request(server), 3), cpu]
 
 
 @dataclass
@@ -467,8 +546,8 @@ class Procs:
     gw: Gw
     hello_url: str
     provider_url: str
-    pids: dict[str, int]  # client, gateway, provider, redis
-    hello_pids: dict[str, int]  # client, hello
+    pids: Pids  # client, gateway (all its processes), provider, redis
+    hello_pids: Pids  # client, hello
 
 
 async def phase_send(args: argparse.Namespace, session: aiohttp.ClientSession,
@@ -505,6 +584,12 @@ async def phase_send(args: argparse.Namespace, session: aiohttp.ClientSession,
                                          m_bodies, send_h, 202, pids=p.pids, **kw))
     results.append(await closed_loop("gateway send, transactional", session, send_url,
                                      t_bodies, tx_h, 202, pids=p.pids, **kw))
+    for rate in args.send_rates:
+        await paced_sends("warm-up", session, send_url, t_bodies, tx_h, 202, rate=rate,
+                          duration=1.0, pids=p.pids)
+        results.append(await paced_sends(f"open loop {rate:g}/s", session, send_url, t_bodies,
+                                         tx_h, 202, rate=rate, duration=args.duration,
+                                         pids=p.pids))
     async with session.get(p.provider_url) as resp:
         accepted = int((await resp.json())["accepted"])
     return results, accepted
@@ -555,17 +640,33 @@ async def phase_stop(args: argparse.Namespace, session: aiohttp.ClientSession, p
     return StopReport(warm, stop, len(numbers), suppressed, late)
 
 
-def report_send(args: argparse.Namespace, results: Sequence[Result], accepted: int) -> None:
+def report_send(args: argparse.Namespace, all_results: Sequence[Result], accepted: int) -> None:
+    results = [r for r in all_results if not r.name.startswith("open loop")]
+    open_loop = [r for r in all_results if r.name.startswith("open loop")]
     base = results[0]
     print(f"\n(a) send throughput: {args.clients} concurrent clients (one aiohttp session, "
           f"keep-alive), {args.duration:g} s timed after {args.warmup:g} s warm-up\n")
-    print_table(["server", "req/s", "vs hello", "p50 ms", "p99 ms",
+    print_table(["server", "req/s", "vs hello", "p50 ms", "p99 ms", "server CPU ms/req",
                  "CPU share (1.00 = a core)"], [row(r, base) for r in results])
-    sent_ok = sum(r.requests for r in results[1:])
+    if open_loop:
+        print(f"\n(a') open loop: transactional sends paced at a fixed rate, {args.duration:g} s "
+              "timed after 1 s warm-up at the same rate\n")
+        pct = [50.0, 90.0, 99.0]
+        print_table(["offered", "achieved/s", *[f"p{q:g} ms" for q in pct], "max ms",
+                     "gateway CPU ms/req", "CPU share"],
+                    [[r.name.removeprefix("open loop "), fmt(r.rps, 0),
+                      *[fmt(r.p(q), 2) for q in pct], fmt(max(r.latencies, default=0) * 1000, 2),
+                      fmt(r.cpu_ms_per_request("gateway"), 3),
+                      ", ".join(f"{k} {v:.2f}" for k, v in r.cpu.items() if v >= 0.01)]
+                     for r in open_loop])
+        for r in open_loop:
+            print(f"{r.name}: p99 {r.p(99):.1f} ms (goal <= {GOAL_SEND_P99_MS:g}): "
+                  f"{'MET' if r.p(99) <= GOAL_SEND_P99_MS else 'MISSED'}")
+    sent_ok = sum(r.requests for r in all_results[1:])
     print(f"\nprovider accepted {accepted:,} messages (timed 202s: {sent_ok:,}; the rest are "
           "warm-up and checks)")
     for r in results[1:]:
-        ratio = r.rps / base.rps if base.rps else 0.0
+        ratio = r.rps / base.rps if base.rps else 0.0  # closed loop only
         print(f"{r.name}: ratio {ratio:.2f} (goal >= {GOAL_RATIO}): "
               f"{'MET' if ratio >= GOAL_RATIO else 'MISSED'}; p99 {r.p(99):.1f} ms "
               f"(goal <= {GOAL_SEND_P99_MS:g}): "
@@ -589,7 +690,9 @@ def report_stop(args: argparse.Namespace, rep: StopReport, fsync: tuple[float, f
                 [line("request sent -> response", stop.latencies),
                  line("scheduled -> response", stop.from_schedule)])
     cpu = ", ".join(f"{k} {v:.2f}" for k, v in stop.cpu.items())
-    print(f"\nCPU share during the timed STOP phase: {cpu}")
+    per_stop = 1000 * stop.cpu_s.get("gateway", 0.0) / max(1, len(stop.latencies))
+    print(f"\nCPU share during the timed STOP phase: {cpu}; gateway CPU per STOP "
+          f"{per_stop:.3f} ms")
     print(f"confirmation replies: {stop.confirmed:,} of {len(stop.latencies):,}; "
           f"visible in Redis right after the response: {stop.spot_visible} of "
           f"{stop.spot_checked} spot checks ({rep.late} of the others visible after the "
@@ -618,9 +721,10 @@ async def run(args: argparse.Namespace, redis_url: str, redis_pid: int, workdir:
                hello_url) as hello, \
             child([*me, "--serve-provider", str(provider_port)], env, workdir / "provider.log",
                   provider_url) as provider, \
-            gateway(redis_url, provider_port, workdir) as gw:
+            gateway(redis_url, provider_port, workdir, args.workers) as gw:
         procs = Procs(gw, hello_url, provider_url,
-                      {"client": os.getpid(), "gateway": gw.pid, "provider": provider.pid,
+                      {"client": os.getpid(), "gateway": process_tree(gw.pid),
+                       "provider": provider.pid,
                        "redis": redis_pid}, {"client": os.getpid(), "hello": hello.pid})
         connector = aiohttp.TCPConnector(limit=args.clients + 50, limit_per_host=args.clients)
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -655,7 +759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             del os.environ[name]  # settings come from this script only
     workdir = Path(tempfile.mkdtemp(prefix="og-bench-sms-"))
     try:
-        with private_redis() as proc:
+        with private_redis(unix=args.redis_unix) as proc:
             assert proc.pid is not None
             return asyncio.run(run(args, proc.url, proc.pid, workdir))
     finally:

@@ -23,7 +23,7 @@ from suppression.models import Channel, Reason, Source
 from .components import Components
 from .embedded_redis import EmbeddedRedisError
 from .logs import setup_logging
-from .settings import Settings, SettingsError, load_settings
+from .settings import MAX_WORKERS, Settings, SettingsError, load_settings
 
 EXIT_USAGE, EXIT_UNAVAILABLE = 2, 1
 
@@ -145,8 +145,13 @@ async def cmd_remove(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from .server import serve
+    from .server import serve, supervise
 
+    if args.worker_index is not None:  # started by supervise()
+        return await serve(settings, worker=args.worker_index)
+    workers = args.workers or settings.workers
+    if workers > 1:
+        return await supervise(settings, workers, config=args.config)
     return await serve(settings)
 
 
@@ -155,12 +160,21 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 
 
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_WORKERS}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optout-gateway", description=__doc__)
     parser.add_argument("--config", type=Path, help="TOML settings/tenants file (OPTOUT_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP and SMTP listeners")
+    serve.add_argument("--workers", type=_workers, default=None,
+                       help="worker processes sharing the HTTP port (OPTOUT_WORKERS, default 1)")
+    serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
     keys = sub.add_parser("keys", help="create, list and revoke API keys").add_subparsers(

@@ -153,7 +153,8 @@ class FileSmsUpstream:
                           mask(Channel.SMS, msg.to), self.path, reason)
                 raise UpstreamFailed(f"The SMS outbox file could not be written ({reason}); "
                                      "the message was not sent.") from None
-        log.debug("SMS %s to %s written to %s", msg.id, mask(Channel.SMS, msg.to), self.path)
+        if log.isEnabledFor(logging.DEBUG):  # mask() costs more than the line is worth
+            log.debug("SMS %s to %s written to %s", msg.id, mask(Channel.SMS, msg.to), self.path)
         return UpstreamAccepted(upstream_id=msg.id)
 
     def _append(self, data: bytes) -> None:
@@ -297,8 +298,9 @@ class HttpJsonSmsUpstream(_HttpUpstream):
         if not 200 <= status < 300:
             raise self._failed(msg, f"answered HTTP {status} {reason}".rstrip(), status=status)
         upstream_id = _str_field(_json_object(body), "id", "sid") or msg.id
-        log.debug("SMS %s to %s accepted by %s as %s", msg.id, mask(Channel.SMS, msg.to),
-                  self._origin, upstream_id)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("SMS %s to %s accepted by %s as %s", msg.id, mask(Channel.SMS, msg.to),
+                      self._origin, upstream_id)
         return UpstreamAccepted(upstream_id=upstream_id)
 
 
@@ -325,8 +327,9 @@ class TwilioSmsUpstream(_HttpUpstream):
             sid = _str_field(data, "sid")
             if sid is None:
                 log.warning("Twilio accepted SMS %s (HTTP %d) without a sid", msg.id, status)
-            log.debug("SMS %s to %s accepted by Twilio as %s", msg.id,
-                      mask(Channel.SMS, msg.to), sid)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("SMS %s to %s accepted by Twilio as %s", msg.id,
+                          mask(Channel.SMS, msg.to), sid)
             return UpstreamAccepted(upstream_id=sid or msg.id)
         code_text = _str_field(data, "code")
         code = int(code_text) if code_text is not None and code_text.isdigit() else None

@@ -4,6 +4,10 @@ One ``handle()`` for the Twilio webhook and the generic inbound API. Providers
 retry webhooks, so a provider message id is handled once (the retry gets no
 second confirmation). FCC 47 CFR 64.1200(a)(12) allows one confirmation text,
 with no marketing, sent promptly; we send it at most once per 5 minutes.
+
+A STOP is one store call: the message-id claim, the opt-out and the
+confirmation claim are taken together (``SuppressionService.opt_out_claimed``),
+so both claim keys live in the sender's shard, beside its suppression entry.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from . import keys
 from .errors import StoreUnavailable
 from .identifiers import mask, normalize_phone
 from .intent import Intent, IntentKind, classify
-from .models import Channel, Reason, Source, now_ms
+from .models import Channel, Reason, Source, iso_ms, now_ms
 from .service import SuppressionService
+from .store import CONSENT_PENDING, Claim
 from .tenants import Tenant
 
 log = logging.getLogger(__name__)
@@ -42,23 +47,23 @@ class InboundHandler:
         """Classify a reply from ``from_`` to the tenant's number ``to`` and act on it."""
         sender = normalize_phone(from_, tenant.default_region)
         intent = classify(body)
-        if provider_id and not await self._first_time(tenant, provider_id):
-            log.info("inbound %s already handled; not applied again", provider_id)
-            return InboundResult(intent, None, duplicate=True)
         detail = {"rule": intent.rule, "to": to, "provider": provider}
         if provider_id:
             detail["message_id"] = provider_id
         if intent.kind is IntentKind.OPT_OUT:
-            await self.service.opt_out(tenant.id, Channel.SMS, sender,
-                                       reason=Reason.STOP_KEYWORD, source=Source.SMS,
-                                       detail=detail)
-            reply = tenant.reply("opt_out") if await self._confirm(tenant, sender) else None
-            return InboundResult(intent, reply)
+            return await self._opt_out(tenant, sender, intent, detail, provider_id)
+        if provider_id and not await self._first_time(tenant, sender, provider_id):
+            log.info("inbound %s already handled; not applied again", provider_id)
+            return InboundResult(intent, None, duplicate=True)
         if intent.kind is IntentKind.OPT_IN:
             # The inbound text is the consent evidence (CTIA: keep who, when, how, what).
+            # A YES to a double opt-in confirmation grants the pending consent like this.
+            evidence = {**detail, "evidence": body[:200]}
+            if tenant.double_opt_in:
+                evidence.update(await self._confirms_pending(tenant, sender))
             await self.service.opt_in(tenant.id, Channel.SMS, sender,
                                       reason=Reason.OPT_IN_KEYWORD, source=Source.SMS,
-                                      detail={**detail, "evidence": body[:200]})
+                                      detail=evidence)
             return InboundResult(intent, tenant.reply("opt_in"))
         if intent.kind is IntentKind.HELP:
             return InboundResult(intent, tenant.reply("help"))
@@ -66,18 +71,36 @@ class InboundHandler:
             await self._review(tenant, sender, body, intent, provider_id)
         return InboundResult(intent, None)
 
-    async def _first_time(self, tenant: Tenant, provider_id: str) -> bool:
+    async def _opt_out(self, tenant: Tenant, sender: str, intent: Intent,
+                       detail: dict[str, str], provider_id: str | None) -> InboundResult:
+        dedupe = (Claim(keys.inbound_seen(tenant.id, sender, provider_id), DEDUPE_TTL_S)
+                  if provider_id else None)
+        confirm = Claim(keys.confirmation_sent(tenant.id, Channel.SMS, sender),
+                        CONFIRMATION_GAP_S)
+        done = await self.service.opt_out_claimed(
+            tenant.id, Channel.SMS, sender, reason=Reason.STOP_KEYWORD, source=Source.SMS,
+            detail=detail, dedupe=dedupe, confirm=confirm)
+        if done.duplicate:
+            log.info("inbound %s already handled; not applied again", provider_id)
+            return InboundResult(intent, None, duplicate=True)
+        return InboundResult(intent, tenant.reply("opt_out") if done.confirm else None)
+
+    async def _confirms_pending(self, tenant: Tenant, sender: str) -> dict[str, str]:
+        """Double opt-in: the audit of the opt-in names the pending consent it confirms."""
         try:
-            return await self.store.claim(keys.inbound_seen(tenant.id, provider_id), DEDUPE_TTL_S)
+            state = await self.store.consent_state(tenant.id, Channel.SMS, sender)
+        except StoreUnavailable:
+            return {}  # the opt-in itself is journalled; only this link is lost
+        if state is None or state[0] != CONSENT_PENDING:
+            return {}
+        return {"double_opt_in": "confirmed", "pending_since": iso_ms(state[1])}
+
+    async def _first_time(self, tenant: Tenant, sender: str, provider_id: str) -> bool:
+        try:
+            return await self.store.claim(keys.inbound_seen(tenant.id, sender, provider_id),
+                                          DEDUPE_TTL_S)
         except StoreUnavailable:
             return True  # cannot tell: applying twice is harmless, dropping one is not
-
-    async def _confirm(self, tenant: Tenant, sender: str) -> bool:
-        try:
-            return await self.store.claim(keys.confirmation_sent(tenant.id, Channel.SMS, sender),
-                                          CONFIRMATION_GAP_S)
-        except StoreUnavailable:
-            return True  # the contract: an opt-out is confirmed even during an outage
 
     async def _review(self, tenant: Tenant, sender: str, body: str, intent: Intent,
                       provider_id: str | None) -> None:

@@ -14,13 +14,19 @@ The rules, in order, each refusal with its code (COMPLIANCE.md):
 6. the content rules (``content_blocked``).
 
 The state for 4-5 (suppression, consent, recent sends) is read in one round trip.
+
+The message record of an attempt is written behind the response, batched with other
+sends' records (``MessageRecorder``), except for a marketing text sent to a number under a
+per-24 h cap: the next decision about that number must count it, so that record is
+written before the send answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -39,10 +45,10 @@ from .errors import (
     SenderNotAllowed,
     StoreUnavailable,
 )
-from .identifiers import mask, normalize_phone
-from .models import Channel, Reason, Source
+from .identifiers import normalize_phone
+from .models import Channel, Reason, Source, now_ms
 from .service import SuppressionService
-from .store import CONSENT_GRANTED
+from .store import CONSENT_GRANTED, CONSENT_PENDING, MessageRecord, RedisStore
 from .tenants import Tenant
 from .transport import OutboundSms, SmsUpstream, UpstreamFailed, UpstreamRecipientOptedOut
 
@@ -52,6 +58,9 @@ Category = Literal["marketing", "transactional"]
 MAX_BODY_CHARS = 1600  # Twilio's limit for one message (10 segments)
 FOOTER_GAP = timedelta(days=30)
 DAY_S = 86_400
+CONFIRM_RESEND_GAP_S = DAY_S  # double opt-in: one confirmation text a day at most
+RECORD_BATCH = 256  # records per pipeline
+RECORD_QUEUE_MAX = 10_000  # past this, a send waits for the writer (backpressure, not drops)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +85,7 @@ class Approved:
     body: str
     category: Category
     footer_added: bool = False
+    capped: bool = False  # marketing to a number with a per-24 h cap: record before answering
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +93,15 @@ class SentSms:
     message: Approved
     upstream_id: str
     status: str = "queued"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecorded:
+    """``status``: 'granted' or 'pending' (double opt-in: the confirmation text's id)."""
+
+    status: Literal["granted", "pending"]
+    at_ms: int
+    confirmation_id: str | None = None
 
 
 def new_message_id() -> str:
@@ -97,6 +116,86 @@ def _ms(t: datetime) -> int:
     return int(t.timestamp() * 1000)
 
 
+class MessageRecorder:
+    """Message records written behind the response, many sends' records per pipeline.
+
+    A record was always best effort (a store outage drops it with a warning); the queue
+    only changes when it is written: a send answers once the upstream accepted it, not one
+    Redis round trip later, and concurrent sends share one pipeline. Bounded: with
+    ``max_queued`` records waiting, a send waits for the writer. ``flush()`` waits until
+    everything queued before it was written (or dropped): readers of records call it
+    (``RedisStore.records_barrier``), so they see every attempt answered before they
+    asked; ``close()`` flushes at shutdown. ``written`` / ``dropped`` count records.
+    """
+
+    def __init__(self, store: RedisStore, *, batch: int = RECORD_BATCH,
+                 max_queued: int = RECORD_QUEUE_MAX) -> None:
+        self.store = store
+        self.batch = batch
+        self.max_queued = max_queued
+        self.written = 0
+        self.dropped = 0
+        self._queue: list[MessageRecord] = []
+        self._queued = 0  # ever queued; with _done, orders flush() against the writer
+        self._done = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        return self._queued - self._done
+
+    async def add(self, item: MessageRecord) -> None:
+        if len(self._queue) >= self.max_queued:
+            await self.flush()
+        self._queue.append(item)
+        self._queued += 1
+        self._start()
+
+    async def write_now(self, item: MessageRecord) -> None:
+        """Write one record before returning (best effort, like the queued ones)."""
+        await self._store([item])
+
+    async def flush(self) -> None:
+        if self._done >= self._queued:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._queued, fut))
+        self._start()
+        await fut
+
+    async def close(self) -> None:
+        await self.flush()
+
+    def _start(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write(),
+                                                                  name="message-records")
+
+    async def _write(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:self.batch], self._queue[self.batch:]
+            await self._store(batch)
+            self._done += len(batch)
+            ready = [f for n, f in self._waiters if n <= self._done]
+            self._waiters = [(n, f) for n, f in self._waiters if n > self._done]
+            for fut in ready:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def _store(self, batch: list[MessageRecord]) -> None:
+        try:
+            await self.store.record_messages(batch)
+        except StoreUnavailable:
+            self.dropped += len(batch)
+            log.warning("%d message record(s) not kept: store unavailable", len(batch))
+        except Exception:  # the writer must outlive any one failure; the send succeeded
+            self.dropped += len(batch)
+            log.exception("%d message record(s) not kept", len(batch))
+        else:
+            self.written += len(batch)
+
+
 class SmsSender:
     def __init__(self, service: SuppressionService, upstream: SmsUpstream, *,
                  clock: Callable[[], datetime] = _utc_now) -> None:
@@ -104,6 +203,13 @@ class SmsSender:
         self.store = service.store
         self.upstream = upstream
         self.clock = clock
+        self.recorder = MessageRecorder(self.store)
+        # Readers of message records (ops API, tests) wait for the ones queued before them.
+        self.store.records_barrier = self.recorder.flush
+
+    async def close(self) -> None:
+        """Write every queued message record (shutdown)."""
+        await self.recorder.close()
 
     def _sender(self, req: SmsRequest) -> str:
         raw = req.from_.strip()
@@ -134,7 +240,8 @@ class SmsSender:
             raise OptedOut(f"{to} opted out of messages from {req.tenant.brand} (replied STOP "
                            "or was suppressed); nothing was sent", field="to")
         if req.category == "marketing":
-            self._check_marketing(to, now, consent, sends)
+            capped = self._check_marketing(to, now, consent, sends)
+            approved = replace(approved, capped=capped)
         violation = req.tenant.content_rules.violation(req.body)
         if violation is not None:
             await self._keep_blocked(req, approved.id)
@@ -152,7 +259,12 @@ class SmsSender:
         return approved
 
     def _check_marketing(self, to: str, now: datetime, consent: tuple[int, int] | None,
-                         sends: list[int]) -> None:
+                         sends: list[int]) -> bool:
+        """Raise the first marketing refusal; else whether a per-24 h cap applies."""
+        if consent is not None and consent[0] == CONSENT_PENDING:
+            raise NoConsent(f"consent for {to} is pending confirmation: the person has not yet "
+                            "replied YES to the confirmation text (double opt-in); nothing "
+                            "was sent", field="to")
         if consent is None or consent[0] != CONSENT_GRANTED:
             raise NoConsent(f"no consent is recorded for {to} with this tenant; record it "
                             "(POST /v1/consents) or wait for the person to text START",
@@ -176,6 +288,7 @@ class SmsSender:
                     f"24 hours to this number; retry after "
                     f"{retry_at.isoformat(timespec='seconds').replace('+00:00', 'Z')}",
                     field="to", retry_at_ms=_ms(retry_at))
+        return rules.max_per_24h is not None
 
     async def _keep_blocked(self, req: SmsRequest, message_id: str) -> None:
         ttl = req.tenant.blocked_content_retention_days * DAY_S
@@ -212,6 +325,53 @@ class SmsSender:
                            upstream_id=accepted.upstream_id)
         return SentSms(approved, accepted.upstream_id)
 
+    async def record_consent(self, tenant: Tenant, number: str, *, method: str,
+                             evidence: str | None = None,
+                             detail: dict[str, str] | None = None) -> ConsentRecorded:
+        """An SMS consent (POST /v1/consents): granted at once, or, for a tenant with
+        ``double_opt_in``, pending until the person replies YES to a confirmation text
+        (``inbound``: the YES grants it, with the inbound message as evidence).
+
+        An opted-out number is refused (``opted_out``) whatever its consent state. The
+        confirmation is a text like any other: it passes decide() (transactional,
+        from the tenant's first sender), and the
+        pending consent is written only once the upstream took the text (a failed send
+        leaves nothing to undo; the request can simply be repeated). An already granted
+        consent stays granted (no text); while a pending one is younger than
+        ``CONFIRM_RESEND_GAP_S`` no second text goes out, so a form posted again and again
+        cannot be used to text someone repeatedly.
+        """
+        def record(status: int, extra: dict[str, str]) -> Awaitable[int]:
+            return self.service.record_consent(tenant.id, Channel.SMS, number, method=method,
+                                               evidence=evidence, status=status,
+                                               detail={**(detail or {}), **extra})
+        if not tenant.double_opt_in:
+            return ConsentRecorded("granted", await record(CONSENT_GRANTED, {}))
+        suppressed, current, _ = await self.service.send_state(tenant.id, Channel.SMS, number)
+        if suppressed:  # a pending consent is revoked by the STOP; START is the way back
+            raise OptedOut(f"{number} opted out of messages from {tenant.brand}; no consent "
+                           "was recorded and no confirmation sent: the person must reply "
+                           "START to opt back in", field="identifier")
+        if current is not None and current[0] == CONSENT_GRANTED:
+            return ConsentRecorded("granted", await record(CONSENT_GRANTED,
+                                                           {"double_opt_in": "confirmed"}))
+        # Consent times are the service's (wall clock), not this sender's injectable clock.
+        if current is not None and current[0] == CONSENT_PENDING and \
+                now_ms() - current[1] < CONFIRM_RESEND_GAP_S * 1000:
+            return ConsentRecorded("pending", await record(CONSENT_PENDING, {}))
+        req = SmsRequest(tenant, number, tenant.sms_senders[0], tenant.reply("confirm_opt_in"),
+                         category="transactional", transactional_key=True,
+                         actor="double_opt_in")
+        try:
+            sent = await self.send(req)
+        except UpstreamFailed as exc:
+            raise UpstreamFailed(
+                f"the confirmation text to {number} could not be sent ({exc.message}); no "
+                "consent was recorded: repeat the request", upstream_status=exc.upstream_status,
+                upstream_code=exc.upstream_code) from exc
+        at = await record(CONSENT_PENDING, {"confirmation_id": sent.message.id})
+        return ConsentRecorded("pending", at, sent.message.id)
+
     async def _record(self, req: SmsRequest, message_id: str, approved: Approved | None, *,
                       outcome: str, code: str | None = None, upstream_id: str | None = None
                       ) -> None:
@@ -219,6 +379,9 @@ class SmsSender:
         to = approved.to if approved else _phone_or_none(req.to, req.tenant.default_region)
         if to is None:
             return  # an invalid number has no bucket to keep a record in
+        if code == "opted_out" and \
+                await erased_subject(self.store, req.tenant.id, Channel.SMS, to):
+            return  # an erased person: a record would bring the plaintext number back
         now = self.clock()
         record = {"id": message_id, "at": now.isoformat(timespec="milliseconds")
                   .replace("+00:00", "Z"), "tenant": req.tenant.id,
@@ -226,14 +389,22 @@ class SmsSender:
                   "category": req.category, "outcome": outcome, "code": code,
                   "upstream_id": upstream_id, "actor": req.actor,
                   "footer_added": approved.footer_added if approved else False}
-        try:
-            await self.store.record_message(
-                req.tenant.id, Channel.SMS, to, record=record, at_ms=_ms(now),
-                marketing_sent=outcome == "sent" and req.category == "marketing",
-                retention_ms=req.tenant.message_retention_days * DAY_S * 1000)
-        except StoreUnavailable:
-            log.warning("message record %s (%s to %s) not kept: store unavailable",
-                        message_id, outcome, mask(Channel.SMS, to))
+        sent = outcome == "sent" and req.category == "marketing"
+        item = MessageRecord(req.tenant.id, Channel.SMS, to, record, _ms(now), sent,
+                             req.tenant.message_retention_days * DAY_S * 1000)
+        if sent and approved is not None and approved.capped:
+            await self.recorder.write_now(item)  # the cap's next decision must count it
+        else:
+            await self.recorder.add(item)
+
+
+async def erased_subject(store: RedisStore, tenant: str, channel: Channel, identifier: str) -> bool:
+    """Is this an erased subject (kept only as a keyed hash)? Unknown counts as yes: a
+    missing record is harmless, a plaintext copy of an erased identifier is not."""
+    try:
+        return await store.erased(tenant, channel, identifier) is not None
+    except StoreUnavailable:
+        return True
 
 
 def _phone_or_none(raw: str, region: str = "US") -> str | None:
