@@ -6,7 +6,17 @@ import time
 
 from aiohttp import web
 
-from handlers import admin, health, openapi, records, sms
+from handlers import (
+    admin,
+    consents,
+    exports,
+    health,
+    openapi,
+    records,
+    sms,
+    subjects,
+    unsubscribe,
+)
 from handlers.context import COMPONENTS
 from handlers.errors import Handler, error_middleware
 
@@ -36,5 +46,9 @@ def build_app(components: Components) -> web.Application:
     app.add_routes(openapi.routes)
     app.add_routes(sms.routes)
     app.add_routes(records.routes)
+    app.add_routes(consents.routes)
+    app.add_routes(subjects.routes)
+    app.add_routes(exports.routes)
+    app.add_routes(unsubscribe.routes)
     return app
 

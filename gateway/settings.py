@@ -29,6 +29,9 @@ from suppression.tenants import Tenant
 log = logging.getLogger(__name__)
 
 
+MAX_WORKERS = 64
+
+
 class SettingsError(Exception):
     """A setting or the config file is invalid; the message names which and why."""
 
@@ -57,6 +60,9 @@ class Settings(BaseSettings):
     smtp_port: int = Field(default=2525, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8080"
     secret_key: SecretStr | None = None
+    # Key of the hashes that keep erased people suppressed: shared by every gateway process
+    # of a Redis and never changed, or erased people could be messaged again.
+    pepper: SecretStr | None = None
     email_upstream: str | None = Field(default=None, repr=False)
     sms_upstream: str | None = Field(default=None, repr=False)
     config: Path | None = None
@@ -68,6 +74,12 @@ class Settings(BaseSettings):
     # How often the store is pinged to notice a restart (and replay the journal).
     store_health_interval_s: float = Field(default=1.0, gt=0, le=60)
     log_level: str = "INFO"
+    # `serve` processes sharing the HTTP port (one Python process uses one core).
+    workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
+    # The retention sweeper (suppression/retention.py): each tenant is trimmed about once per
+    # cycle, the first pass after the delay; 0 turns it off (tests that write old records).
+    retention_cycle_s: float = Field(default=3600.0, ge=0)
+    retention_start_delay_s: float = Field(default=60.0, ge=0)
     # -- email ------------------------------------------------------------------
     # Older token keys still accepted (rotation): tokens name their key by a key id.
     previous_secret_keys: tuple[SecretStr, ...] = ()
@@ -113,6 +125,13 @@ class Settings(BaseSettings):
 
             sms_upstream_from_url(v)  # raises ValueError naming the problem
         return v or None
+
+    @field_validator("pepper")
+    @classmethod
+    def _pepper(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (a random secret)")
+        return v
 
     @field_validator("public_url")
     @classmethod
@@ -164,16 +183,14 @@ class Settings(BaseSettings):
         """The HMAC key for tokens: the setting, or one generated once into the data dir."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value().encode()
-        path = self.data_dir / "secret_key"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(48))
-                fh.flush()
-                os.fsync(fh.fileno())
-            log.info("generated a secret key in %s", path)
-        return path.read_text().strip().encode()
+        return _generated_secret(self.data_dir / "secret_key", "a secret key")
+
+    def resolved_pepper(self) -> bytes:
+        """The pepper of erased subjects' hashes: the setting, or one generated once into the
+        data dir (then every process must share that data dir's file)."""
+        if self.pepper is not None:
+            return self.pepper.get_secret_value().encode()
+        return _generated_secret(self.data_dir / "pepper", "a pepper")
 
     def token_keys(self) -> list[bytes]:
         """The current token key first, then the retired ones still accepted."""
@@ -203,10 +220,27 @@ class Settings(BaseSettings):
                 self.public_url.startswith("http://"):
             out.append("OPTOUT_PUBLIC_URL is plain http while the HTTP listener is not on "
                        "loopback: unsubscribe links should be https")
+        if self.redis_url and self.pepper is None:
+            out.append("OPTOUT_PEPPER is unset while Redis is external: every gateway process "
+                       f"of this Redis must share the pepper generated in {self.data_dir}, or "
+                       "erased people are not recognised by the others; set OPTOUT_PEPPER")
         if self.journal_retention_s < 2:
             out.append("OPTOUT_JOURNAL_RETENTION_S below 2 s does not cover Redis's "
                        "appendfsync everysec loss window")
         return out
+
+
+def _generated_secret(path: Path, what: str) -> bytes:
+    """The secret in ``path``, generated (random, mode 0600, fsync'd) the first time."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+            fh.flush()
+            os.fsync(fh.fileno())
+        log.info("generated %s in %s", what, path)
+    return path.read_text().strip().encode()
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -99,7 +99,8 @@ def make_handler(parts: Components) -> SmtpHandler:
 
 
 async def start_smtp(parts: Components, host: str | None = None,
-                     port: int | None = None) -> SmtpListener:
+                     port: int | None = None, *, reuse_port: bool = False) -> SmtpListener:
+    """Listen for SMTP; ``reuse_port``: several worker processes share the port."""
     settings = parts.settings
     handler = make_handler(parts)
     tls = tls_context(settings)
@@ -116,5 +117,5 @@ async def start_smtp(parts: Components, host: str | None = None,
 
     server = await loop.create_server(
         protocol, host if host is not None else settings.smtp_host,
-        port if port is not None else settings.smtp_port)
+        port if port is not None else settings.smtp_port, reuse_port=reuse_port or None)
     return SmtpListener(server, sessions)

@@ -70,7 +70,7 @@ async def list_suppressions(request: web.Request) -> web.Response:
     q = request.query
     channel = _channel(q.get("channel"))
     limit, cursor = parse_limit(q.get("limit")), q.get("cursor") or None
-    items, cursor = await parts(request).store.list_page(
+    items, cursor = await parts(request).service.list_page(
         key.tenant, channel, cursor=cursor, limit=limit, query=q.get("q") or None)
     return web.json_response({"items": [i.to_json() for i in items], "next_cursor": cursor})
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel
 
-from . import schemas, sms_schemas
+from . import consents, exports, schemas, sms_schemas, subjects
 
 routes = web.RouteTableDef()
 REF = "#/components/schemas/{model}"
@@ -74,8 +74,21 @@ OPERATIONS: tuple[Op, ...] = (
        status=204, errors=(401, 403, 404, 422, 503), path_params=("channel", "identifier")),
     Op("post", "/v1/suppressions/check", "Check up to 10,000 identifiers in input order",
        "read", body=schemas.CheckIn, response=schemas.CheckOut),
-    Op("post", "/v1/consents", "Record consent with its evidence", "write",
-       body=schemas.ConsentIn, response=schemas.ConsentOut, status=201),
+    Op("post", "/v1/consents", "Record consent with its evidence; with the tenant's "
+       "double opt-in, an SMS consent is 'pending' until the person replies YES (403 "
+       "opted_out for a suppressed or erased person; 502 if the confirmation text failed)",
+       "write", body=schemas.ConsentIn, response=schemas.ConsentOut, status=201,
+       errors=(400, 401, 403, 422, 502, 503)),
+    Op("get", "/v1/consents/{channel}/{identifier}", "Consent history (grants, pending, "
+       "revocations, opt-ins; oldest first) and the state now", "read",
+       response=consents.ConsentHistoryOut, errors=(401, 403, 422, 503),
+       path_params=("channel", "identifier")),
+    Op("get", "/v1/subjects/{channel}/{identifier}", "Subject access: everything held about "
+       "one person for the key's tenant", "read", response=subjects.SubjectOut,
+       errors=(401, 403, 404, 422, 503), path_params=("channel", "identifier")),
+    Op("delete", "/v1/subjects/{channel}/{identifier}", "Subject erasure: everything but a "
+       "keyed hash that keeps the person suppressed", "write", response=subjects.ErasureOut,
+       errors=(401, 403, 404, 422, 503), path_params=("channel", "identifier")),
     Op("get", "/v1/audit", "Audit trail of one identifier", "read", response=schemas.AuditPage,
        query=(("identifier", True, "phone number or address"),
               ("channel", False, "sms or email (guessed when absent)"))),
@@ -103,6 +116,32 @@ OPERATIONS: tuple[Op, ...] = (
        query=(("to", True, "phone number"),), content=("application/json", ITEMS)),
     Op("get", "/v1/review", "Inbound replies that may be opt-outs, newest first", "read",
        query=(("limit", False, "1-1000, default 100"),), content=("application/json", ITEMS)),
+    Op("post", "/v1/exports", "Export datasets (JSON lines or CSV, streamed; X-Export-Records "
+       "gives the count) if the sharing rules allow it; 403 sharing_prohibited names the rule",
+       "export", body=exports.ExportIn,
+       content=("application/x-ndjson", {"type": "string", "description": "or text/csv"})),
+    Op("get", "/v1/audit/exports", "Export decisions, allowed or refused, newest first", "read",
+       query=(("limit", False, "1-1000, default 100"), ("cursor", False, "from next_cursor")),
+       content=("application/json", ITEMS)),
+    Op("get", "/u/{token}", "Unsubscribe page (HTML; HEAD too): shows the choice, changes "
+       "nothing", None, path_params=("token",), content=("text/html", {"type": "string"}),
+       error_schema={"type": "string"}, errors=(404, 503)),
+    Op("post", "/u/{token}", "Unsubscribe: RFC 8058 one-click (urlencoded or multipart) or "
+       "the page's button; 200 HTML confirmation, no redirect", None, path_params=("token",),
+       form=(("List-Unsubscribe", False, "One-Click (RFC 8058)"),
+             ("action", False, "the page's buttons: all, or topic")),
+       content=("text/html", {"type": "string"}), error_schema={"type": "string"},
+       errors=(400, 404, 413, 503)),
+    Op("get", "/preferences/{token}", "Preference centre (HTML; HEAD too): topics and "
+       "unsubscribe from all", None, path_params=("token",),
+       content=("text/html", {"type": "string"}), error_schema={"type": "string"},
+       errors=(404, 503)),
+    Op("post", "/preferences/{token}", "Save topic choices, or unsubscribe from all; 200 HTML",
+       None, path_params=("token",),
+       form=(("action", True, "save or all"), ("topic", False, "a topic to receive (repeated)"),
+             ("shown", False, "a topic the page showed as received (repeated)")),
+       content=("text/html", {"type": "string"}), error_schema={"type": "string"},
+       errors=(400, 404, 413, 503)),
     Op("get", "/healthz", "Liveness", None, errors=()),
     Op("get", "/readyz", "Readiness: 200 only while the store answers", None, errors=(503,)),
     Op("get", "/metrics", "Prometheus metrics", None, errors=(),
@@ -144,7 +183,10 @@ def build_document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for op in OPERATIONS:
         error_schema = op.error_schema or error_ref
-        error_type = "text/plain" if error_schema.get("type") == "string" else "application/json"
+        error_type = "application/json"
+        if error_schema.get("type") == "string":  # HTML pages answer errors as pages
+            error_type = op.content[0] if op.content and op.content[0] == "text/html" \
+                else "text/plain"
         responses: dict[str, Any] = {str(op.status): {"description": "success"}}
         if op.response is not None:
             responses[str(op.status)]["content"] = {

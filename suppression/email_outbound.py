@@ -46,7 +46,10 @@ from .email_transport import (
 from .errors import GatewayError, OptedOut, SharingProhibited, StoreUnavailable
 from .identifiers import mask, normalize_email
 from .models import HARD_BOUNCE_SCOPE, Channel, iso_ms, now_ms, scoped
+from .outbound import MessageRecorder
+from .outbound import erased_subject as erased
 from .service import SuppressionService
+from .store import MessageRecord
 from .tenants import Tenant
 from .tokens import TokenSigner
 
@@ -93,13 +96,14 @@ class UnsubscribeLinks:
 
 class EmailSender:
     def __init__(self, service: SuppressionService, upstream: EmailUpstream,
-                 tokens: TokenSigner, links: UnsubscribeLinks, *,
+                 tokens: TokenSigner, links: UnsubscribeLinks, recorder: MessageRecorder, *,
                  clock_ms: Callable[[], int] = now_ms) -> None:
         self.service = service
         self.store = service.store
         self.upstream = upstream
         self.tokens = tokens
         self.links = links
+        self.recorder = recorder  # shared with SMS: records are written behind the reply
         self.clock_ms = clock_ms
 
     # -- RCPT -----------------------------------------------------------------
@@ -111,19 +115,24 @@ class EmailSender:
         for transactional mail) or ``StoreUnavailable`` (fail closed).
         """
         rcpt = normalize_email(raw)
-        refused = await self._refusals(tenant, [rcpt], transactional=transactional, topic=None)
+        refused, _ = await self._refusals(tenant, [rcpt], transactional=transactional,
+                                          topic=None)
         if refused[0] is not None:
             raise refused[0]
         return rcpt
 
     async def _refusals(self, tenant: Tenant, rcpts: Sequence[str], *, transactional: bool,
-                        topic: str | None) -> list[GatewayError | None]:
-        """Per recipient, why it may not get this message (None: it may). One round trip."""
+                        topic: str | None, digests: Sequence[str] = ()
+                        ) -> tuple[list[GatewayError | None], list[bool]]:
+        """Per recipient, why it may not get this message (None: it may), and which of the
+        ``digests`` were relayed already (a retry). One round trip for both."""
         scopes = [HARD_BOUNCE_SCOPE] if transactional else ["", HARD_BOUNCE_SCOPE]
         if topic and not transactional:
             scopes.append(topic)
         names = [scoped(r, s) for r in rcpts for s in scopes]
-        flags = await self.service.suppressed(tenant.id, Channel.EMAIL, names)
+        flags, replies = await self.service.suppressed_and(
+            tenant.id, Channel.EMAIL, names, self.store.relayed_probe(tenant.id, digests))
+        relayed = [bool(r) for r in replies] if replies is not None else [False] * len(digests)
         out: list[GatewayError | None] = []
         for i, rcpt in enumerate(rcpts):
             hit = dict(zip(scopes, flags[i * len(scopes):(i + 1) * len(scopes)], strict=True))
@@ -138,7 +147,7 @@ class EmailSender:
                                     f"{tenant.brand}", field="rcpt"))
             else:
                 out.append(None)
-        return out
+        return out, relayed
 
     # -- DATA -----------------------------------------------------------------
 
@@ -147,11 +156,10 @@ class EmailSender:
         ``StoreUnavailable`` before anything is relayed if the store cannot answer."""
         tenant = sub.tenant
         topic = None if sub.transactional else em.message_topic(sub.data, tenant.topics)
-        refusals = await self._refusals(tenant, sub.recipients, transactional=sub.transactional,
-                                        topic=topic)
-        refusals = await self._sharing_guard(sub, refusals)
         digests = [_relay_digest(tenant.id, sub.mail_from, r, sub.data) for r in sub.recipients]
-        done = await self.store.already_relayed(tenant.id, digests)
+        refusals, done = await self._refusals(tenant, sub.recipients, topic=topic,
+                                              transactional=sub.transactional, digests=digests)
+        refusals = await self._sharing_guard(sub, refusals)
         if not sub.transactional:
             self._warn_postal_address(tenant, sub.data)
             _warn_broken_signatures(tenant, sub.data)
@@ -163,7 +171,7 @@ class EmailSender:
                   for rcpt, ref, seen in zip(sub.recipients, refusals, done, strict=True)]
         gate = asyncio.Semaphore(MAX_PARALLEL_RELAYS)
 
-        async def one(rcpt: str, refusal: GatewayError | None, digest: str, data: bytes | None
+        async def one(rcpt: str, refusal: GatewayError | None, data: bytes | None
                       ) -> RecipientResult:
             if refusal is not None:
                 await self._record(sub, message_id, rcpt, "refused", refusal.code)
@@ -171,11 +179,27 @@ class EmailSender:
             if data is None:
                 return RecipientResult(rcpt, "relayed", 250, "2.0.0 already relayed")
             async with gate:
-                return await self._relay_one(sub, message_id, rcpt, data, digest)
+                return await self._relay_one(sub, message_id, rcpt, data)
 
-        return list(await asyncio.gather(*(
-            one(r, ref, d, c) for r, ref, d, c in
-            zip(sub.recipients, refusals, digests, copies, strict=True))))
+        results = list(await asyncio.gather(*(
+            one(r, ref, c) for r, ref, c in zip(sub.recipients, refusals, copies, strict=True))))
+        await self._remember_partial(sub, results, digests, copies)
+        return results
+
+    async def _remember_partial(self, sub: Submission, results: list[RecipientResult],
+                                digests: list[str], copies: list[bytes | None]) -> None:
+        """When the sender will be told to retry (451), remember who was relayed now, so
+        the retry skips them. A message relayed in full (250) is not retried: nothing to
+        remember, and no round trip."""
+        if not any(r.outcome == "deferred" for r in results):
+            return
+        fresh = [d for r, d, c in zip(results, digests, copies, strict=True)
+                 if r.outcome == "relayed" and c is not None]
+        try:
+            await self.store.mark_relayed(sub.tenant.id, fresh, RELAYED_TTL_S)
+        except StoreUnavailable:
+            log.warning("%d relayed recipient(s) not remembered: the retry may send them "
+                        "twice", len(fresh))
 
     async def _sharing_guard(self, sub: Submission, refusals: list[GatewayError | None]
                              ) -> list[GatewayError | None]:
@@ -218,8 +242,8 @@ class EmailSender:
                 log.warning("sharing refusal to %s not audited: store unavailable",
                             mask(Channel.EMAIL, rcpt))
 
-    async def _relay_one(self, sub: Submission, message_id: str, rcpt: str, data: bytes,
-                         digest: str) -> RecipientResult:
+    async def _relay_one(self, sub: Submission, message_id: str, rcpt: str, data: bytes
+                         ) -> RecipientResult:
         msg = OutboundEmail(f"{message_id}.{_short(rcpt)}", sub.tenant.id, sub.mail_from, rcpt,
                             data)
         try:
@@ -234,11 +258,6 @@ class EmailSender:
                                reply=f"{exc.smtp_code or ''} {exc.smtp_text}".strip())
             return RecipientResult(rcpt, "deferred", 451,
                                    "4.4.1 the upstream did not accept the message; retry later")
-        try:
-            await self.store.mark_relayed(sub.tenant.id, digest, RELAYED_TTL_S)
-        except StoreUnavailable:
-            log.warning("relay of %s to %s not remembered: a retry may send it twice",
-                        message_id, mask(Channel.EMAIL, rcpt))
         await self._record(sub, message_id, rcpt, "sent", None, reply=accepted.reply)
         return RecipientResult(rcpt, "relayed", 250, "2.0.0 relayed")
 
@@ -271,20 +290,17 @@ class EmailSender:
     async def _record(self, sub: Submission, message_id: str, rcpt: str, outcome: str,
                       code: str | None, *, reply: str | None = None) -> None:
         """A message record per recipient (best effort: never fails the relay)."""
+        if code == "opted_out" and await erased(self.store, sub.tenant.id, Channel.EMAIL, rcpt):
+            return  # an erased person: a record would bring the plaintext address back
         at = self.clock_ms()
         record = {"id": message_id, "at": iso_ms(at), "tenant": sub.tenant.id,
                   "from": sub.mail_from, "to": rcpt,
                   "category": "transactional" if sub.transactional else "marketing",
                   "outcome": outcome, "code": code, "upstream_reply": reply,
                   "actor": sub.actor}
-        try:
-            await self.store.record_message(
-                sub.tenant.id, Channel.EMAIL, rcpt, record=record, at_ms=at,
-                marketing_sent=False,
-                retention_ms=sub.tenant.message_retention_days * DAY_MS)
-        except StoreUnavailable:
-            log.warning("message record %s (%s to %s) not kept: store unavailable",
-                        message_id, outcome, mask(Channel.EMAIL, rcpt))
+        await self.recorder.add(MessageRecord(
+            sub.tenant.id, Channel.EMAIL, rcpt, record, at, False,
+            sub.tenant.message_retention_days * DAY_MS))
 
 
 def _warn_broken_signatures(tenant: Tenant, data: bytes) -> None:

@@ -24,7 +24,9 @@ stored format (``LAYOUT_VERSION``).
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 from functools import lru_cache
 
 from .models import SCOPE_SEP, Channel
@@ -90,9 +92,13 @@ def blocked_content(tenant: str, message_id: str) -> str:
     return f"{PREFIX}:bc:{{{tenant}}}:{message_id}"
 
 
-def inbound_seen(tenant: str, provider_id: str) -> str:
-    """Idempotency key with a TTL: a provider's inbound message id already handled."""
-    return f"{PREFIX}:in:{{{tenant}}}:{provider_id}"
+def inbound_seen(tenant: str, sender: str, provider_id: str) -> str:
+    """Idempotency key with a TTL: a provider's inbound message id already handled.
+
+    In the sender's shard (a retry comes from the same number), so one Lua call can take
+    it with the opt-out."""
+    shard = shard_of(bucket_of(sender))
+    return f"{PREFIX}:in:{tag(tenant, Channel.SMS, shard)}:{provider_id}"
 
 
 def confirmation_sent(tenant: str, channel: Channel, identifier: str) -> str:
@@ -106,6 +112,13 @@ def review(tenant: str) -> str:
     return f"{PREFIX}:rv:{{{tenant}}}"
 
 
+def relayed(tenant: str, digest: str) -> str:
+    """Key with a TTL: this (sender, recipient, message) was relayed; a retry skips it.
+
+    No hash tag: these keys are independent and spread over the whole cluster."""
+    return f"{PREFIX}:rl:{tenant}:{digest}"
+
+
 def used_buckets(tenant: str, channel: Channel, shard: int) -> str:
     """Bitmap: bit b set once bucket ``shard * BUCKETS_PER_SHARD + b`` has held a suppression.
 
@@ -115,6 +128,34 @@ def used_buckets(tenant: str, channel: Channel, shard: int) -> str:
     return f"{PREFIX}:u:{tag(tenant, channel, shard)}"
 
 
+# An erased identifier stays suppressed under a keyed hash in its own suppression bucket
+# (subject erasure, ``suppression.subjects``). Normalised identifiers never contain a space,
+# so no plaintext field (nor a scoped one, '<identifier> <scope>') can spell this prefix.
+ERASED_PREFIX = " #"
+ERASED_BYTES = 12  # of HMAC-SHA256: 96 bits, 16 base64url characters; a false match
+# would also need the same tenant, channel and bucket
+
+
+@lru_cache(maxsize=1024)
+def _erased_mac(pepper: bytes, tenant: str, channel: Channel) -> hmac.HMAC:
+    # HMAC is streaming: the keyed state after "<tenant>\x1f<channel>\x1f" is copied per
+    # identifier, which halves the cost on a 10,000-identifier check.
+    return hmac.new(pepper, f"{tenant}\x1f{channel.value}\x1f".encode(), hashlib.sha256)
+
+
+def erased_field(pepper: bytes, tenant: str, channel: Channel, identifier: str) -> str:
+    """The suppression-hash field of an erased identifier: HMAC-SHA256 with the pepper of
+    '<tenant>\\x1f<channel>\\x1f<identifier>'.
+
+    Tenant and channel are in the message, so one person's entries cannot be linked across
+    tenants or channels. The bucket still comes from the plaintext (``bucket_of``): one of
+    65,536 reveals nothing usable. The pepper never enters Redis.
+    """
+    mac = _erased_mac(pepper, tenant, channel).copy()
+    mac.update(identifier.encode())
+    return ERASED_PREFIX + base64.urlsafe_b64encode(mac.digest()[:ERASED_BYTES]).decode()
+
+
 def all_for_identifier(tenant: str, channel: Channel, identifier: str) -> tuple[str, str, str]:
     bucket = bucket_of(identifier)
     return (
@@ -122,3 +163,11 @@ def all_for_identifier(tenant: str, channel: Channel, identifier: str) -> tuple[
         consents(tenant, channel, bucket),
         audit(tenant, channel, bucket),
     )
+
+
+def tenant_audit(tenant: str) -> str:
+    """List: tenant-level audit records (export decisions...), oldest first, one JSON each.
+
+    Events about no one identifier; few (one per export), so one list per tenant.
+    """
+    return f"{PREFIX}:ta:{{{tenant}}}"

@@ -17,7 +17,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from . import subjects
 from .errors import GatewayError, JournalFailed, StoreUnavailable
 from .identifiers import normalize
 from .journal import Journal
@@ -31,7 +33,7 @@ from .models import (
     now_ms,
     scoped,
 )
-from .store import CONSENT_GRANTED, RedisStore, to_suppression
+from .store import CONSENT_GRANTED, CONSENT_PENDING, Claim, RedisStore, to_suppression
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,16 @@ class CheckResult:
     normalized: str | None
     suppressed: bool | None
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedOptOut:
+    """What ``opt_out_claimed`` did: ``duplicate`` = a retry, nothing applied or journalled;
+    ``confirm`` = the confirmation claim was free (or the store could not tell)."""
+
+    event: OptEvent
+    duplicate: bool
+    confirm: bool
 
 
 def _wins(a: tuple[int, bool], b: tuple[int, bool]) -> bool:
@@ -152,10 +164,74 @@ class SuppressionService:
             entry = (await self.store.entries(tenant, channel, [scoped(identifier, scope)]))[0]
             if entry is not None and entry.at_ms >= at:
                 at = entry.at_ms + 1
+        # An erased person: only their own keyword may lift it; others raise OptedOut.
+        lift = not scope and await subjects.erasure_lifted_by(self.store, tenant, channel,
+                                                              identifier, reason)
         ev = OptEvent("opt_in", tenant, channel, identifier, reason, source, at_ms=at,
                       detail=dict(detail or {}), scope=scope)
         await self.record([ev])
+        if lift:
+            await subjects.lift_erasure(self.store, tenant, channel, identifier)
         return ev
+
+    async def opt_out_claimed(self, tenant: str, channel: Channel, identifier: str, *,
+                              reason: Reason, source: Source,
+                              detail: dict[str, str] | None = None,
+                              dedupe: Claim | None = None,
+                              confirm: Claim | None = None) -> ClaimedOptOut:
+        """``opt_out`` for a door that must act once per provider message (``dedupe``: webhook
+        retries) and confirm at most once per gap (``confirm``): apply and claims are one
+        store call (``apply_claimed.lua``) instead of three round trips.
+
+        Store first, then the journal: a retry changes nothing and is never journalled (a
+        journalled retry would be re-applied by a replay, perhaps after the person's later
+        opt-in). Still acknowledged only once durable in the journal: a crash before the
+        fsync loses no acknowledged opt-out (the provider retries; if Redis kept the first
+        try, the retry is a duplicate and the opt-out stands). Store down: journalled and
+        kept pending like ``record``; a retry cannot be told then (applying twice is
+        harmless) and the opt-out is confirmed (CONTRACT.md: confirmed during an outage).
+        """
+        if self.journal.failed:
+            raise JournalFailed()
+        ev = OptEvent("opt_out", tenant, channel, identifier, reason, source,
+                      detail=dict(detail or {}))
+        try:
+            result, confirmed = await self.store.apply_claimed(ev, dedupe=dedupe,
+                                                               confirm=confirm)
+        except StoreUnavailable:
+            log.warning("store down: opt-out journalled, applying later")
+            await self._commit([ev])
+            self._pending[ev.id] = ev
+            self._remember(ev)
+            self._wake.set()
+            return ClaimedOptOut(ev, duplicate=False, confirm=True)
+        if result == -2:
+            return ClaimedOptOut(ev, duplicate=True, confirm=False)
+        await self._commit([ev])
+        self._remember(ev)  # honoured even if Redis loses its last second of writes
+        self.journal.mark_applied([ev.id])
+        return ClaimedOptOut(ev, duplicate=False, confirm=confirmed)
+
+    async def settle(self, tenant: str, channel: Channel, identifier: str) -> None:
+        """Apply the identifier's journalled events still waiting for Redis (an erasure must
+        come after them, or they would write the identifier back). StoreUnavailable if not."""
+        def waiting() -> bool:
+            return any(ev.tenant == tenant and ev.channel == channel and
+                       ev.identifier == identifier for ev in self._pending.values())
+        if waiting():
+            await self._apply_pending()
+        if waiting():  # being applied by a request right now
+            raise StoreUnavailable("An opt-out or opt-in of this person is being applied "
+                                   "right now; retry in a moment.")
+
+    async def list_page(self, tenant: str, channel: Channel, *, cursor: str | None, limit: int,
+                        query: str | None) -> tuple[list[Suppression], str | None]:
+        """A page of the tenant's suppressions that includes every acknowledged opt-out:
+        events still waiting for Redis (its answer came too late) are applied first."""
+        if any(ev.tenant == tenant and ev.channel == channel for ev in self._pending.values()):
+            await self._apply_pending()
+        return await self.store.list_page(tenant, channel, cursor=cursor, limit=limit,
+                                          query=query)
 
     async def record(self, events: Sequence[OptEvent], *, remember: bool = True) -> None:
         """Journal, acknowledge, apply. ``remember=False`` (bulk imports) keeps
@@ -299,18 +375,24 @@ class SuppressionService:
 
     async def record_consent(self, tenant: str, channel: Channel, identifier: str, *,
                              method: str, evidence: str | None = None,
-                             detail: dict[str, str] | None = None) -> int:
+                             detail: dict[str, str] | None = None,
+                             status: int = CONSENT_GRANTED) -> int:
         """Record that the person consented (who, when, how, what they were shown).
 
         Consent is written straight to the store (503 when it is down): unlike an
         opt-out, a lost consent only means a marketing message is not sent.
+        ``status=CONSENT_PENDING``: double opt-in, confirmed by the person's YES later.
         Returns the time recorded (ms).
         """
+        # An erased person cannot be permissioned again by the API or an import.
+        await subjects.refuse_if_erased(self.store, tenant, channel, identifier)
         at = now_ms()
         info: dict[str, str] = {"method": method, **(detail or {})}
         if evidence is not None:
             info["evidence"] = evidence
-        await self.store.record_consent(tenant, channel, identifier, status=CONSENT_GRANTED,
+        if status == CONSENT_PENDING:
+            info["status"] = "pending"  # the audit tells a pending consent from a granted one
+        await self.store.record_consent(tenant, channel, identifier, status=status,
                                         at_ms=at, event_id=new_event_id(), source=method,
                                         detail=info)
         return at
@@ -330,12 +412,19 @@ class SuppressionService:
         Fails closed: if Redis cannot answer, identifiers with an acknowledged
         opt-out are known suppressed; any other makes it raise StoreUnavailable.
         """
+        return (await self.suppressed_and(tenant, channel, identifiers))[0]
+
+    async def suppressed_and(self, tenant: str, channel: Channel, identifiers: Sequence[str],
+                             also: Sequence[Sequence[str | int]] = ()
+                             ) -> tuple[list[bool], list[Any] | None]:
+        """``suppressed``, plus the replies of the store commands ``also`` in the same round
+        trip (None when Redis is down and every identifier is known suppressed)."""
         try:
-            entries = await self.store.entries(tenant, channel, identifiers)
+            entries, replies = await self.store.entries_and(tenant, channel, identifiers, also)
         except StoreUnavailable:
             known = [self._overlay(tenant, channel, i) for i in identifiers]
             if all(k is not None and k[1] for k in known):
-                return [True] * len(identifiers)
+                return [True] * len(identifiers), None
             raise
         out = []
         for ident, entry in zip(identifiers, entries, strict=True):
@@ -344,7 +433,7 @@ class SuppressionService:
             if over is not None and (state is None or _wins(over, state)):
                 state = over
             out.append(state is not None and state[1])
-        return out
+        return out, replies
 
     async def get(self, tenant: str, channel: Channel, identifier: str) -> Suppression | None:
         """The active suppression of one identifier, honouring journalled events."""

@@ -27,6 +27,7 @@ from .errors import InvalidRequest, StoreUnavailable
 from .models import (
     Channel,
     OptEvent,
+    Reason,
     Suppression,
     iso_ms,
     new_event_id,
@@ -82,8 +83,8 @@ class Script:
     an empty script cache) loads the script and the caller retries once.
     """
 
-    def __init__(self, name: str) -> None:
-        self.source = _load_lua(name)
+    def __init__(self, name: str, source: str | None = None) -> None:
+        self.source = _load_lua(name) if source is None else source
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
     def args(self, keys: Sequence[str], argv: Sequence[str | int]) -> list[str | int]:
@@ -91,12 +92,25 @@ class Script:
 
 
 class RedisStore:
-    def __init__(self, client: aioredis.Redis, *, op_timeout_s: float = 0.5) -> None:
+    def __init__(self, client: aioredis.Redis, *, op_timeout_s: float = 0.5,
+                 pepper: bytes | None = None) -> None:
         self.client = client
         self.op_timeout_s = op_timeout_s
+        # Key of the hashes that keep erased people suppressed (keys.erased_field). Every
+        # process sharing this Redis must use the same one, for ever (Settings.resolved_pepper).
+        self.pepper = pepper
         self._scripts = [Script(n) for n in ("apply_event", "check_many", "record_consent",
                                              "record_message")]
         self._apply, self._check, self._consent, self._message = self._scripts
+        # The SMS hot paths: one command each (see the scripts). apply_claimed.lua inlines
+        # apply_event.lua, so an opt-out is applied by one rule whichever door it came by.
+        self._send_state = Script("send_state")
+        self._claimed = Script("apply_claimed", _load_lua("apply_claimed").replace(
+            "--@apply_event.lua@", self._apply.source))
+        self._scripts += [self._send_state, self._claimed]
+        # Awaited before message records are read, so a reader sees every record written
+        # behind the send's response before it asked (``outbound.MessageRecorder.flush``).
+        self.records_barrier: Callable[[], Awaitable[None]] | None = None
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]],
                     timeout_s: float | None = None) -> T:
@@ -121,6 +135,20 @@ class RedisStore:
             for command in commands:
                 pipe.execute_command(*command)
             return list(await pipe.execute())
+
+    async def run_script(self, what: str, script: Script, key_names: Sequence[str],
+                         argv: Sequence[str | int], *, timeout_s: float | None = None) -> Any:
+        """One EVALSHA of a script another domain module owns (``retention``), loading
+        it on NOSCRIPT: ``_load_scripts`` only knows the store's own scripts."""
+        command = ("EVALSHA", *script.args(key_names, argv))
+
+        async def call() -> Any:
+            try:
+                return (await self._pipeline([command]))[0]
+            except NoScriptError:
+                await self.client.script_load(script.source)
+                return (await self._pipeline([command]))[0]
+        return await self._call(what, call, timeout_s)
 
     # -- health -------------------------------------------------------------
 
@@ -147,29 +175,30 @@ class RedisStore:
     async def apply(self, events: Sequence[OptEvent], *, timeout_s: float | None = None
                     ) -> list[int]:
         """Apply events in order, in one pipeline. Idempotent: see ``apply_event.lua``."""
-        commands = []
-        for ev in events:
-            sup, con, aud = keys.all_for_identifier(ev.tenant, ev.channel, ev.identifier)
-            entry = codec.encode_entry(
-                codec.EntryState(ev.at_ms, ev.action == "opt_out", ev.reason, ev.source))
-            # Consent is the person's, for the whole channel: a topic opt-in is not one.
-            consent = (str(encode_consent(ev.at_ms, CONSENT_GRANTED))
-                       if ev.action == "opt_in" and not ev.scope else "")
-            detail = {**ev.detail, "scope": scope_label(ev.scope)} if ev.scope else ev.detail
-            record = audit_record(ev.at_ms, ev.action, ev.identifier, ev.reason.value,
-                                  ev.source.value, detail)
-            bucket = keys.bucket_of(ev.identifier)
-            used = keys.used_buckets(ev.tenant, ev.channel, keys.shard_of(bucket))
-            commands.append(("EVALSHA", *self._apply.args(
-                [sup, con, aud, used],
-                [codec.encode_field(ev.channel, scoped(ev.identifier, ev.scope)), ev.action,
-                 entry, ev.id,
-                 consent, record, bucket % keys.BUCKETS_PER_SHARD])))
+        commands = [("EVALSHA", *self._apply.args(*_apply_args(ev))) for ev in events]
         if not commands:
             return []
         budget = timeout_s or max(self.op_timeout_s, 0.0005 * len(events))
         replies = await self._call("apply", lambda: self._pipeline(commands), budget)
         return [int(r) for r in replies]
+
+    async def apply_claimed(self, ev: OptEvent, *, dedupe: Claim | None = None,
+                            confirm: Claim | None = None) -> tuple[int, bool]:
+        """Apply one event and take its claims atomically, in one round trip.
+
+        ``dedupe``: if its key is already held (a provider's retry), nothing is applied and
+        the result is -2. ``confirm``: taken (True) unless held, and only when not a retry.
+        Returns (apply result as ``apply_event.lua``, confirmation claim taken).
+        All keys must be in the identifier's shard (``apply_claimed.lua``).
+        """
+        key_names, argv = _apply_args(ev)
+        claims = [c for c in (dedupe, confirm) if c is not None]
+        command = ("EVALSHA", *self._claimed.args(
+            [*key_names, *(c.key for c in claims)],
+            [*argv, dedupe.ttl_s if dedupe else "", confirm.ttl_s if confirm else ""]))
+        result, confirmed = await self._call(
+            "apply", partial(self.client.execute_command, *command))
+        return int(result), bool(confirmed)
 
     async def record_consent(self, tenant: str, channel: Channel, identifier: str, *,
                              status: int, at_ms: int, event_id: str, source: str,
@@ -186,24 +215,57 @@ class RedisStore:
     async def entries(self, tenant: str, channel: Channel, identifiers: Sequence[str]
                       ) -> list[codec.EntryState | None]:
         """The stored state of each identifier, in input order: one round trip."""
-        by_shard: dict[int, tuple[list[int], list[str], list[str]]] = {}
+        return (await self.entries_and(tenant, channel, identifiers))[0]
+
+    async def entries_and(self, tenant: str, channel: Channel, identifiers: Sequence[str],
+                          also: Sequence[Sequence[str | int]] = ()
+                          ) -> tuple[list[codec.EntryState | None], list[Any]]:
+        """``entries``, plus the replies of the commands ``also``, in the same round trip."""
+        by_shard: dict[int, tuple[list[int], list[str], list[str], list[str]]] = {}
         for i, ident in enumerate(identifiers):
             bucket = keys.bucket_of(ident)
-            positions, bucket_keys, fields = by_shard.setdefault(
-                keys.shard_of(bucket), ([], [], []))
+            positions, bucket_keys, fields, erased = by_shard.setdefault(
+                keys.shard_of(bucket), ([], [], [], []))
             positions.append(i)
             bucket_keys.append(keys.suppressions(tenant, channel, bucket))
             fields.append(codec.encode_field(channel, ident))
-        if not identifiers:
-            return []
-        commands = [("EVALSHA", *self._check.args(k, f)) for _, k, f in by_shard.values()]
+            erased.append(self.erased_field(tenant, channel, ident))  # read in the same call
+        if not identifiers and not also:
+            return [], []
+        commands: list[Sequence[str | int]] = [
+            ("EVALSHA", *self._check.args(k, [*f, *e])) for _, k, f, e in by_shard.values()]
+        commands.extend(also)
         replies = await self._call("check", lambda: self._pipeline(commands))
         out: list[codec.EntryState | None] = [None] * len(identifiers)
-        for (positions, _, _), values in zip(by_shard.values(), replies, strict=True):
+        for (positions, *_), values in zip(by_shard.values(), replies, strict=False):
             for i, raw in zip(positions, values, strict=True):
                 if raw is not None:
                     out[i] = codec.decode_entry(raw)
-        return out
+        return out, replies[len(by_shard):]
+
+    def erased_field(self, tenant: str, channel: Channel, identifier: str) -> str:
+        """The field of ``identifier``'s erased entry; '' for a scoped name (an erasure keeps
+        only the channel-wide entry) or when no pepper is set."""
+        if self.pepper is None or split_scoped(identifier)[1]:
+            return ""
+        return keys.erased_field(self.pepper, tenant, channel, identifier)
+
+    async def erased(self, tenant: str, channel: Channel, identifier: str
+                     ) -> codec.EntryState | None:
+        """The entry that keeps an erased identifier suppressed, or None."""
+        field = self.erased_field(tenant, channel, identifier)
+        if not field:
+            return None
+        key = keys.suppressions(tenant, channel, keys.bucket_of(identifier))
+        raw = await self._call("erased", lambda: self.client.hget(key, field))
+        return codec.decode_entry(raw) if raw is not None else None
+
+    async def lift_erased(self, tenant: str, channel: Channel, identifier: str) -> bool:
+        """Drop an erased identifier's hashed entry (the person opted in again)."""
+        field = self.erased_field(tenant, channel, identifier)
+        key = keys.suppressions(tenant, channel, keys.bucket_of(identifier))
+        return bool(field) and bool(await self._call(
+            "erased", lambda: self.client.hdel(key, field)))
 
     async def get(self, tenant: str, channel: Channel, identifier: str) -> Suppression | None:
         state = (await self.entries(tenant, channel, [identifier]))[0]
@@ -235,11 +297,14 @@ class RedisStore:
         its suppression entry, its latest consent (status, at_ms) and the times (s)
         of its last marketing sends. All three keys share the bucket's slot."""
         bucket = keys.bucket_of(identifier)
-        field = codec.encode_field(channel, identifier)
-        commands = [("HGET", keys.suppressions(tenant, channel, bucket), field),
-                    ("HGET", keys.consents(tenant, channel, bucket), field),
-                    ("HGET", keys.sends(tenant, channel, bucket), field)]
-        sup, con, sent = await self._call("send_state", partial(self._pipeline, commands))
+        # An erased person's hashed entry is read in the same script (send_state.lua).
+        command = ("EVALSHA", *self._send_state.args(
+            [keys.suppressions(tenant, channel, bucket), keys.consents(tenant, channel, bucket),
+             keys.sends(tenant, channel, bucket)],
+            [codec.encode_field(channel, identifier),
+             self.erased_field(tenant, channel, identifier)]))
+        sup, con, sent = await self._call("send_state",
+                                          partial(self.client.execute_command, *command))
         sent_text = sent.decode() if isinstance(sent, bytes) else sent
         times = [int(t) for t in sent_text.split(",")] if sent_text else []
         return (codec.decode_entry(sup) if sup is not None else None,
@@ -248,17 +313,31 @@ class RedisStore:
     async def record_message(self, tenant: str, channel: Channel, identifier: str, *,
                              record: dict[str, Any], at_ms: int, marketing_sent: bool,
                              retention_ms: int, keep_sends: int = 3) -> None:
-        bucket = keys.bucket_of(identifier)
-        line = f"{at_ms}|{json.dumps(record, separators=(',', ':'))}"
-        command = ("EVALSHA", *self._message.args(
-            [keys.sends(tenant, channel, bucket), keys.messages(tenant, channel, bucket)],
-            [codec.encode_field(channel, identifier),
-             str(at_ms // 1000) if marketing_sent else "", line, at_ms - retention_ms,
-             keep_sends]))
-        await self._call("record_message", partial(self._pipeline, [command]))
+        await self.record_messages([MessageRecord(tenant, channel, identifier, record, at_ms,
+                                                  marketing_sent, retention_ms)],
+                                   keep_sends=keep_sends)
+
+    async def record_messages(self, items: Sequence[MessageRecord], *, keep_sends: int = 3
+                              ) -> None:
+        """Several send attempts in one pipeline (``record_message.lua`` each)."""
+        commands = []
+        for r in items:
+            bucket = keys.bucket_of(r.identifier)
+            line = f"{r.at_ms}|{json.dumps(r.record, separators=(',', ':'))}"
+            commands.append(("EVALSHA", *self._message.args(
+                [keys.sends(r.tenant, r.channel, bucket),
+                 keys.messages(r.tenant, r.channel, bucket)],
+                [codec.encode_field(r.channel, r.identifier),
+                 str(r.at_ms // 1000) if r.marketing_sent else "", line,
+                 r.at_ms - r.retention_ms, keep_sends])))
+        if commands:
+            budget = max(self.op_timeout_s, 0.0005 * len(commands))
+            await self._call("record_message", partial(self._pipeline, commands), budget)
 
     async def message_records(self, tenant: str, channel: Channel, identifier: str
                               ) -> list[dict[str, Any]]:
+        if self.records_barrier is not None:
+            await self.records_barrier()
         key = keys.messages(tenant, channel, keys.bucket_of(identifier))
         rows: Any = await self._call("messages", lambda: self.client.lrange(key, 0, -1))
         out = []
@@ -281,6 +360,28 @@ class RedisStore:
         key = keys.blocked_content(tenant, message_id)
         raw: Any = await self._call("blocked_content", lambda: self.client.get(key))
         return raw.decode() if raw is not None else None
+
+    async def consent_records(self, tenant: str, channel: Channel,
+                              identifiers: Sequence[str]) -> int:
+        """How many of these identifiers have a consent record (any status): one round trip."""
+        commands = [("HGET", keys.consents(tenant, channel, keys.bucket_of(i)),
+                     codec.encode_field(channel, i)) for i in identifiers]
+        if not commands:
+            return 0
+        replies = await self._call("consents", partial(self._pipeline, commands))
+        return sum(r is not None for r in replies)
+
+    @staticmethod
+    def relayed_probe(tenant: str, digests: Sequence[str]) -> list[tuple[str, str]]:
+        """Commands answering which of these relays happened within their TTL (for
+        ``entries_and``: asked in the same round trip as the recipients' state)."""
+        return [("EXISTS", keys.relayed(tenant, d)) for d in digests]
+
+    async def mark_relayed(self, tenant: str, digests: Sequence[str], ttl_s: int) -> None:
+        """Remember these relays (one round trip), so a retried message skips them."""
+        commands = [("SET", keys.relayed(tenant, d), "1", "EX", ttl_s) for d in digests]
+        if commands:
+            await self._call("relayed", partial(self._pipeline, commands))
 
     async def claim(self, key: str, ttl_s: int) -> bool:
         """SET NX with a TTL: True the first time within ``ttl_s``."""
@@ -326,6 +427,8 @@ class RedisStore:
                 for name, raw in rows:
                     if b == start and after is not None and name <= after:
                         continue
+                    if name.startswith(keys.ERASED_PREFIX):
+                        continue  # an erased person's hashed entry: no identifier to list
                     ident, scope = split_scoped(name)
                     if needle and needle not in ident.lower():
                         continue
@@ -351,6 +454,50 @@ class RedisStore:
                         if bucket >= start:
                             out.append(bucket)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A key set with SET NX and a TTL: idempotency (a retried webhook) or a rate gap."""
+
+    key: str
+    ttl_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One send attempt, as ``record_message`` keeps it (see ``record_message.lua``)."""
+
+    tenant: str
+    channel: Channel
+    identifier: str
+    record: dict[str, Any]
+    at_ms: int
+    marketing_sent: bool
+    retention_ms: int
+
+
+def _apply_args(ev: OptEvent) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of ``apply_event.lua`` for one event."""
+    sup, con, aud = keys.all_for_identifier(ev.tenant, ev.channel, ev.identifier)
+    entry = codec.encode_entry(
+        codec.EntryState(ev.at_ms, ev.action == "opt_out", ev.reason, ev.source))
+    # Consent is the person's own act for the whole channel (START, UNSTOP, YES): neither
+    # a topic opt-in nor ops lifting a suppression is consent to marketing (TCPA). Any
+    # channel-wide opt-out revokes it (revocation by any reasonable means).
+    consent = ""
+    if not ev.scope and ev.action == "opt_out":
+        consent = str(encode_consent(ev.at_ms, CONSENT_REVOKED))
+    elif not ev.scope and ev.reason is Reason.OPT_IN_KEYWORD:
+        consent = str(encode_consent(ev.at_ms, CONSENT_GRANTED))
+    detail = {**ev.detail, "scope": scope_label(ev.scope)} if ev.scope else ev.detail
+    record = audit_record(ev.at_ms, ev.action, ev.identifier, ev.reason.value,
+                          ev.source.value, detail)
+    bucket = keys.bucket_of(ev.identifier)
+    used = keys.used_buckets(ev.tenant, ev.channel, keys.shard_of(bucket))
+    return ([sup, con, aud, used],
+            [codec.encode_field(ev.channel, scoped(ev.identifier, ev.scope)), ev.action,
+             entry, ev.id, consent, record, bucket % keys.BUCKETS_PER_SHARD])
 
 
 def audit_record(at_ms: int, kind: str, identifier: str, reason: str, source: str,

@@ -65,7 +65,10 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
 def make_settings(redis_url: str, data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"redis_url": redis_url, "data_dir": data_dir,
                               "tenants": TENANTS, "store_health_interval_s": 0.2,
-                              "secret_key": "test-secret-key"}
+                              "secret_key": "test-secret-key",
+                              # Tests write records at fixed past dates: no sweeper unless
+                              # a test asks for one (tests/test_retention.py drives it).
+                              "retention_cycle_s": 0}
     values.update(overrides)
     return load_settings(None, **values)
 

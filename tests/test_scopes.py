@@ -65,3 +65,43 @@ def test_scope_survives_the_journal_encoding() -> None:
     assert "scope" not in plain.to_json()
     assert codec.encode_field(Channel.SMS, scoped("+14155550123", "x")) == "14155550123 x"
     assert keys.bucket_of(scoped(ANN, "news")) == keys.bucket_of(ANN)
+
+
+async def test_ops_lifting_a_suppression_records_no_consent(gw: Gateway) -> None:
+    # DELETE /v1/suppressions lifts the opt-out, but only the person's START is consent.
+    svc = gw.parts.service
+    number = "+14155550177"
+    await svc.opt_out("acme", Channel.SMS, number, reason=Reason.STOP_KEYWORD,
+                      source=Source.SMS)
+    await svc.opt_in("acme", Channel.SMS, number, reason=Reason.OPT_IN_MANUAL, source=Source.API)
+    assert await gw.parts.store.consent_state("acme", Channel.SMS, number) is None
+    await svc.opt_in("acme", Channel.SMS, number, reason=Reason.OPT_IN_KEYWORD,
+                     source=Source.SMS)
+    state = await gw.parts.store.consent_state("acme", Channel.SMS, number)
+    assert state is not None and state[0] == 1
+
+
+async def test_an_opt_out_revokes_consent_and_ops_cannot_restore_it(gw: Gateway) -> None:
+    # START grants, STOP revokes; an ops opt-in lifts the suppression but consent stays
+    # revoked; a replayed older START cannot grant over the newer revocation.
+    svc, store = gw.parts.service, gw.parts.store
+    number = "+14155550178"
+    start = await svc.opt_in("acme", Channel.SMS, number, reason=Reason.OPT_IN_KEYWORD,
+                             source=Source.SMS)
+    assert (await store.consent_state("acme", Channel.SMS, number) or (None,))[0] == 1
+    await svc.opt_out("acme", Channel.SMS, number, reason=Reason.STOP_KEYWORD,
+                      source=Source.SMS)
+    assert (await store.consent_state("acme", Channel.SMS, number) or (None,))[0] == 0
+    await svc.opt_in("acme", Channel.SMS, number, reason=Reason.OPT_IN_MANUAL, source=Source.API)
+    assert (await store.consent_state("acme", Channel.SMS, number) or (None,))[0] == 0
+    replayed = OptEvent("opt_in", "acme", Channel.SMS, number, Reason.OPT_IN_KEYWORD,
+                        Source.SMS, at_ms=start.at_ms, id="replayed-start")
+    await store.apply([replayed])
+    assert (await store.consent_state("acme", Channel.SMS, number) or (None,))[0] == 0
+
+
+async def test_an_opt_out_without_consent_creates_no_consent_record(gw: Gateway) -> None:
+    # A suppression import must not add a consent field per number (memory, and meaning).
+    await gw.parts.service.opt_out("acme", Channel.SMS, "+14155550179",
+                                   reason=Reason.IMPORT, source=Source.IMPORT)
+    assert await gw.parts.store.consent_state("acme", Channel.SMS, "+14155550179") is None

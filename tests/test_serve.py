@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 import signal
+import smtplib
 import subprocess
 import sys
 import time
@@ -48,7 +49,7 @@ class Served:
                                          stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + START_GUARD_S
         while time.monotonic() < deadline and self.proc.poll() is None:
-            if "HTTP listening on" in self.log.read_text():
+            if "SMTP listening on" in self.log.read_text():
                 return
             time.sleep(0.05)
         raise AssertionError("gateway did not become ready:\n" + self.log.read_text())
@@ -90,12 +91,19 @@ async def _get(url: str, key: str | None = None) -> int:
 
 async def test_serve_logs_listener_and_exits_0_on_sigterm(
         redis_url: str, tmp_path: Path, served_procs: list[Served]) -> None:
-    # serve logs its listener when ready, answers /healthz, and SIGTERM drains and exits 0.
+    # serve logs one line per listener when ready, answers /healthz and SMTP, and SIGTERM
+    # drains and exits 0.
     s = Served(_env(tmp_path / "d", free_port(), redis_url))
     served_procs.append(s)
-    assert any(f"127.0.0.1:{s.port}" in line for line in s.lines)
+    smtp_port = int(s.env["OPTOUT_SMTP_PORT"])
+    assert sum(f"HTTP listening on http://127.0.0.1:{s.port}" in line for line in s.lines) == 1
+    assert sum(f"SMTP listening on 127.0.0.1:{smtp_port}" in line for line in s.lines) == 1
     assert await _get(s.url("/healthz")) == 200
     assert await _get(s.url("/readyz")) == 200
+    with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
+        assert smtp.ehlo()[0] == 250
+        smtp.mail("someone@example.com")
+        assert smtp.rcpt("ann@example.com")[0] == 530  # no AUTH, no relay
     s.proc.send_signal(signal.SIGTERM)
     assert s.proc.wait(timeout=START_GUARD_S) == 0
 
@@ -158,7 +166,7 @@ async def test_serve_exits_75_after_journal_fsync_failure(redis_url: str,
         os.fsync(fd)
 
     port = free_port()
-    settings = make_settings(redis_url, tmp_path / "d", http_port=port)
+    settings = make_settings(redis_url, tmp_path / "d", http_port=port, smtp_port=free_port())
     task = asyncio.create_task(serve(settings, fsync=fsync))
     async with asyncio.timeout(START_GUARD_S):
         while True:

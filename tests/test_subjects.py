@@ -197,6 +197,10 @@ async def test_erasure_leaves_no_plaintext_and_keeps_refusing(sgw: Gateway,
                             headers=sgw.auth(acme))
     assert (await body_of(r, 403))["error"]["code"] == "opted_out"
     assert len(fake.messages) == sent_before
+    # ...and refusing that send kept no record naming the number.
+    await sgw.parts.sms.recorder.flush()
+    after_send = await plaintext_hits(sgw.parts.client, PHONE_VARIANTS)
+    assert all("globex" in h for h in after_send), after_send
     assert (await body_of(await sgw.http.get("/v1/audit", params={"identifier": PHONE},
                                              headers=sgw.auth(acme)), 200))["items"] == []
     globex_after = await body_of(await sgw.http.get(f"/v1/subjects/sms/{PHONE}",

@@ -2,7 +2,8 @@
 -- All keys share the identifier's shard hash tag (one cluster slot).
 -- KEYS[1] suppression hash, KEYS[2] consent hash, KEYS[3] audit list of the bucket,
 -- KEYS[4] used-buckets bitmap of the shard
--- ARGV: 1 field, 2 action, 3 packed entry, 4 event id, 5 packed consent or '', 6 audit JSON,
+-- ARGV: 1 field, 2 action, 3 packed entry, 4 event id, 5 packed consent (granted for an
+--       opt-in, revoked for an opt-out) or '', 6 audit JSON,
 --       7 bucket's bit in the shard bitmap
 -- Returns 1 (state changed), 0 (already in that state; audited), -1 (event already applied).
 -- Last writer wins by event time; an opt-out wins a tie (fail towards not messaging).
@@ -37,7 +38,18 @@ else
     redis.call('HSET', KEYS[1], field, ARGV[3])
     if cur_active then effect = 'unsuppressed' end
   end
-  if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], field, ARGV[5]) end
+end
+
+-- Consent follows the same last-writer-wins (packed consent: time << 4 | status): an
+-- opt-out revokes an older consent (never creating one), the person's own opt-in grants
+-- over an older state, and a replayed older event changes nothing.
+if ARGV[5] ~= '' then
+  local c = redis.call('HGET', KEYS[2], field)
+  local c_at = -1
+  if c then c_at = math.floor(tonumber(c) / 16) end
+  if c_at <= math.floor(tonumber(ARGV[5]) / 16) and (c or action ~= 'opt_out') then
+    redis.call('HSET', KEYS[2], field, ARGV[5])
+  end
 end
 
 redis.call('RPUSH', KEYS[3], marker .. effect .. '|' .. ARGV[6])
