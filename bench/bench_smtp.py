@@ -111,6 +111,17 @@ def gateway_cmd() -> list[str]:
     return [str(Path(sys.executable).with_name("optout-gateway"))]
 
 
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes of a ``serve --workers N`` supervisor (none for one process)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+
+def gateway_cpu(cpu: dict[str, float]) -> float:
+    """CPU of the gateway: the process, plus its workers when there are several."""
+    return cpu["gateway"] + sum(v for k, v in cpu.items() if k.startswith("worker"))
+
+
 def marketing_message(sender: str) -> bytes:
     msg = EmailMessage()
     msg["From"] = f"Shop <{sender}>"
@@ -191,6 +202,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="gateway worker processes (serve --workers)")
     parser.add_argument("--serve-sink", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_sink:
@@ -229,9 +242,12 @@ def main() -> None:
         data = marketing_message(sender)
         with child([sys.executable, __file__, "--serve-sink", str(sink_port)], env,
                    work / "sink.log", sink_port) as sink, \
-                child(gateway_cmd() + ["serve"], env, work / "gateway.log", smtp_port) as gw:
+                child(gateway_cmd() + ["serve", "--workers", str(args.workers)], env,
+                      work / "gateway.log", smtp_port) as gw:
             keys = {t: key(t) for t in ("dlp", "nodlp")}
-            meter = CpuMeter({"gateway": gw.pid, "sink": sink.pid, "client": os.getpid()})
+            time.sleep(1.0 if args.workers > 1 else 0.0)  # every worker listening
+            meter = CpuMeter({"gateway": gw.pid, "sink": sink.pid, "client": os.getpid(),
+                              **{f"worker{i}": pid for i, pid in enumerate(worker_pids(gw.pid))}})
             print(f"message: {len(data):,} bytes, {args.clients} clients, "
                   f"{args.duration:g} s per phase after {args.warmup:g} s warm-up, "
                   f"{args.rounds} round(s)\n")
@@ -247,7 +263,7 @@ def main() -> None:
                                             prefix=f"r{r}.{name}."))
                     results[name].append(res)
             rows = [[res.name, str(i + 1), fmt(res.rate), fmt(res.p50_ms, 2),
-                     fmt(res.p99_ms, 2), fmt(res.cpu["gateway"], 2), fmt(res.cpu["sink"], 2),
+                     fmt(res.p99_ms, 2), fmt(gateway_cpu(res.cpu), 2), fmt(res.cpu["sink"], 2),
                      fmt(res.cpu["client"], 2)]
                     for name in results for i, res in enumerate(results[name])]
             print_table(["phase", "round", "msg/s", "p50 ms", "p99 ms", "gw cpu", "sink cpu",

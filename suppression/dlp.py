@@ -31,14 +31,29 @@ from xml.etree import ElementTree
 import phonenumbers
 from phonenumbers import Leniency, PhoneNumberFormat
 
-from .email_message import raw_text
-
 # 10-15 digits, allowing the usual separators, not inside a longer digit run.
 MIN_DIGITS = 7  # the shortest valid numbers (some countries) have 7 digits with the code
+MAX_DIGITS = 15  # E.164
 # Digits and whatever libphonenumber accepts between them (dashes of every kind, slashes,
 # brackets, dots, tildes, blanks).
-_DIGIT_RUN = re.compile(r"[+(\[]?\d[\d\s().\[\]/~\u2010-\u2015\u2212\u30fc\uff0d\uff0f-]*")
-_BASE64 = re.compile(rb"(?im)^content-transfer-encoding:[ \t]*base64")
+_SEP = r"[\s().\[\]/~\u2010-\u2015\u2212\u30fc\uff0d\uff0f-]"
+# Runs of at least MIN_DIGITS digits with phone punctuation between them: shorter runs
+# (prices, dates, counts) never match, so ordinary text yields almost no matches.
+_QP_SOFT_BREAK = re.compile(rb"=\r?\n")
+_FANCY = [(chr(0xFF10 + d), str(d).encode()) for d in range(10)] + \
+    [(chr(c), b"-") for c in (*range(0x2010, 0x2016), 0x2212, 0x30FC, 0xFF0D, 0xFF0F)]
+# Each as UTF-8 bytes and as quoted-printable escapes of them (upper and lower case hex).
+_ASCII_FORMS = [(form, plain) for fancy, plain in _FANCY for form in (
+    fancy.encode(),
+    b"".join(b"=%02X" % byte for byte in fancy.encode()),
+    b"".join(b"=%02x" % byte for byte in fancy.encode()))]
+_SEPARATOR_BYTES = b" \t\r\n\x0b\x0c().[]/~+-"
+_SHAPE = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 if b in _SEPARATOR_BYTES else 0x78
+               for b in range(256))
+_LONG_ID = MAX_DIGITS + 1
+# Tried only where a run starts (not after a digit), and never backtracking (possessive),
+# so each stretch of text is scanned once.
+_DIGIT_RUN = re.compile(rf"(?<!\d)[+(\[]?\d(?:{_SEP}*+\d){{{MIN_DIGITS - 1},}}+")
 MAX_CANDIDATES = 20_000  # a bound on work per message; far above any threshold
 MAX_XLSX_BYTES = 50 << 20  # uncompressed bytes read from one XLSX (zip-bomb guard)
 TEXT_EXTENSIONS = (".csv", ".txt", ".json", ".tsv")
@@ -93,16 +108,50 @@ def xlsx_text(payload: bytes) -> str:
     return " ".join(out)
 
 
-def _phone_like_count(text: str) -> int:
-    """An upper bound on the phone numbers a text can hold, found in one cheap pass: every
-    number lies inside one run of digits and phone punctuation and uses at least
-    ``MIN_DIGITS`` of its digits."""
-    count = 0
+def _runs(text: str) -> Iterator[tuple[str, int]]:
+    """Runs of digits and phone punctuation that may hold a number, with their digit count.
+
+    A run of more than 15 digits with no punctuation at all (a MIME boundary, a message
+    id, a tracking code) holds no number: E.164 numbers have at most 15 digits, and
+    libphonenumber never takes a number out of a longer digit string."""
     for m in _DIGIT_RUN.finditer(text):
-        digits = sum(c.isdigit() for c in m.group())
-        if digits >= MIN_DIGITS:
-            count += digits // MIN_DIGITS
-    return count
+        run = m.group()
+        digits = sum(c.isdigit() for c in run)
+        if digits < MIN_DIGITS or (digits > MAX_DIGITS and run.lstrip("+([").isdigit()):
+            continue
+        yield run, digits
+
+
+def _phone_like_count(data: bytes) -> int:
+    """An upper bound on the phone numbers a raw message can hold, from C-speed byte
+    operations only (the Python loop runs once per long digit run, not per byte).
+
+    Fullwidth digits and Unicode dashes become ASCII; every byte becomes '0' (a digit),
+    ' ' (phone punctuation) or 'x'; separator-free strings of 16+ digits (MIME boundaries,
+    ids: never a number) become 'x'; the punctuation is deleted. Every number then lies
+    inside one string of '0's and uses at least ``MIN_DIGITS`` of it. (Digits of other
+    scripts are not counted: the guard is about exported lists, written in ASCII.)"""
+    data = _QP_SOFT_BREAK.sub(b"", data)
+    if not data.isascii() or b"=E" in data or b"=e" in data:
+        for fancy, plain in _ASCII_FORMS:
+            data = data.replace(fancy, plain)
+    shape = bytearray(data.translate(_SHAPE))
+    for start, end in _zero_runs(shape, _LONG_ID):
+        shape[start:end] = b"x" * (end - start)
+    compact = bytes(shape).translate(None, b" ")
+    return sum((end - start) // MIN_DIGITS for start, end in _zero_runs(compact, MIN_DIGITS))
+
+
+def _zero_runs(shape: bytes | bytearray, at_least: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of every run of at least ``at_least`` b'0' bytes."""
+    needle = b"0" * at_least
+    pos = shape.find(needle)
+    while pos >= 0:
+        end = pos + at_least
+        while end < len(shape) and shape[end] == 0x30:
+            end += 1
+        yield pos, end
+        pos = shape.find(needle, end)
 
 
 def phone_numbers(data: bytes, region: str = "US", *, at_least: int = 1) -> set[str]:
@@ -112,18 +161,18 @@ def phone_numbers(data: bytes, region: str = "US", *, at_least: int = 1) -> set[
     without base64 parts carries every digit in its raw bytes (7bit, 8bit and
     quoted-printable never encode digits), so counting phone-like runs there, without
     parsing MIME, is enough to know that ordinary mail is far below the threshold.
-    Numbers are found with libphonenumber's own matcher (valid numbers only).
+    Numbers are found by libphonenumber's own matcher (valid numbers only), run on each
+    candidate run rather than the whole text: the same numbers, at a fraction of the cost.
     """
-    if _BASE64.search(data) is None and _phone_like_count(raw_text(data)) < at_least:
+    if b"base64" not in data.lower() and _phone_like_count(data) < at_least:
         return set()
     found: set[str] = set()
     budget = MAX_CANDIDATES
     for text in texts(data):
-        matcher = phonenumbers.PhoneNumberMatcher(text, region, leniency=Leniency.VALID,
-                                                  max_tries=budget)
-        for match in matcher:
-            found.add(phonenumbers.format_number(match.number, PhoneNumberFormat.E164))
+        for run, _ in _runs(text):
+            for match in phonenumbers.PhoneNumberMatcher(run, region, leniency=Leniency.VALID):
+                found.add(phonenumbers.format_number(match.number, PhoneNumberFormat.E164))
             budget -= 1
-        if budget <= 0:
-            break
+            if budget <= 0:
+                return found
     return found
