@@ -5,8 +5,11 @@ Redis client cannot cross loops) and not its ``Proxy`` handler: the server is
 ``loop.create_server(lambda: GatewaySMTP(handler, ...))``.
 
 Limits: message size ``smtp_max_message_bytes`` (552 beyond), lines of
-1,001 octets and bounded command counts (aiosmtpd's defaults), an idle
-timeout of ``smtp_timeout_s``. aiosmtpd >= 1.4.6 refuses bare LF line endings
+1,001 octets (aiosmtpd's), an idle timeout of ``smtp_timeout_s``, and per
+session at most ``COMMAND_LIMITS`` calls of each command (then 421 and the
+connection closes): few AUTH tries (guessing keys), few EHLO/NOOP/VRFY (idle
+chatter); MAIL, RCPT and DATA are bounded only by time, since a bulk sender
+keeps one connection for thousands of messages. aiosmtpd >= 1.4.6 refuses bare LF line endings
 in DATA's end marker (the SMTP smuggling fix).
 STARTTLS is offered when ``smtp_tls_cert`` and ``smtp_tls_key`` are set. AUTH
 is offered only over TLS, except to loopback clients, where plaintext AUTH
@@ -29,6 +32,9 @@ from .components import Components
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+COMMAND_LIMITS = {"AUTH": 5, "EHLO": 10, "HELO": 10, "STARTTLS": 2, "NOOP": 100, "VRFY": 10,
+                  "EXPN": 10, "HELP": 10, "*": 1_000_000}
 
 
 class GatewaySMTP(SMTP):
@@ -113,7 +119,7 @@ async def start_smtp(parts: Components, host: str | None = None,
                            data_size_limit=settings.smtp_max_message_bytes,
                            enable_SMTPUTF8=True, decode_data=False, tls_context=tls,
                            require_starttls=False, auth_required=False, auth_require_tls=True,
-                           timeout=settings.smtp_timeout_s)
+                           timeout=settings.smtp_timeout_s, command_call_limit=COMMAND_LIMITS)
 
     server = await loop.create_server(
         protocol, host if host is not None else settings.smtp_host,
