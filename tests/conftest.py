@@ -7,14 +7,16 @@ gateway's own aiohttp server over HTTP.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from aiohttp.test_utils import TestClient, TestServer
+from fake_sms_provider import FakeSmsProvider
 from redis_proc import RedisServerProcess, tcp_redis
 
 from gateway.app import build_app
@@ -114,3 +116,47 @@ async def gw(redis_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
     parts, client = await start_gateway(make_settings(redis_url, tmp_path / "data"))
     yield Gateway(parts, client)
     await stop_gateway(parts, client)
+
+
+# A fixed "now" for SMS sends: 12:00 in New York, 09:00 in California, inside every US
+# zone's 08:00-21:00 window, so marketing rules other than quiet hours can be tested.
+NOON_NY = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSmsProvider]:
+    """A recording SMS provider (generic JSON and Twilio APIs) with fault injection."""
+    async with FakeSmsProvider() as provider:
+        yield provider
+
+
+@pytest.fixture
+async def sgw(redis_url: str, tmp_path: Path, fake: FakeSmsProvider) -> AsyncIterator[Gateway]:
+    """A gateway sending SMS to ``fake``, its clock at ``NOON_NY``."""
+    parts, client = await start_gateway(make_settings(redis_url, tmp_path / "data",
+                                                      sms_upstream=fake.url))
+    parts.sms.clock = lambda: NOON_NY
+    yield Gateway(parts, client)
+    await stop_gateway(parts, client)
+
+
+def cli_runner(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+               capsys: pytest.CaptureFixture[str], config: str
+               ) -> Callable[..., tuple[int, str, str]]:
+    """Run ``optout-gateway ARGS`` in-process with this TOML config; returns a function
+    giving (exit status, stdout, stderr)."""
+    from gateway.cli import main
+
+    path = tmp_path / "gateway.toml"
+    path.write_text(config)
+    monkeypatch.setenv("OPTOUT_REDIS_URL", redis_url)
+    monkeypatch.setenv("OPTOUT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OPTOUT_CONFIG", str(path))
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -17,6 +17,7 @@ from typing import Any
 
 import phonenumbers
 import pytest
+from conftest import cli_runner
 from phonenumbers import PhoneNumberType
 
 from gateway.cli import main
@@ -37,19 +38,7 @@ brand = "Globex"
 def cli(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> Any:
     """Run ``optout-gateway ARGS`` in-process; returns (exit status, stdout, stderr)."""
-    config = tmp_path / "gateway.toml"
-    config.write_text(CONFIG)
-    monkeypatch.setenv("OPTOUT_REDIS_URL", redis_url)
-    monkeypatch.setenv("OPTOUT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("OPTOUT_CONFIG", str(config))
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return cli_runner(redis_url, tmp_path, monkeypatch, capsys, CONFIG)
 
 
 def write(path: Path, text: str) -> str:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TENANTS, Gateway, make_settings, start_gateway, stop_gateway
+from conftest import NOON_NY, TENANTS, Gateway, make_settings, start_gateway, stop_gateway
 from fake_sms_provider import FakeSmsProvider
 from pydantic import ValidationError
 from redis_proc import RedisServerProcess
@@ -25,16 +24,10 @@ from suppression.tenants import Tenant
 
 ACME = "+14155550100"
 GLOBEX = "+14155550199"
-NOON_NY = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)  # inside quiet hours everywhere in the US
 CONFIRM = ("Acme Co: Reply YES to confirm you want to receive messages. Msg & data rates may "
            "apply. Reply STOP to opt out.")
 DOI_TENANTS: dict[str, Any] = {**TENANTS, "acme": {**TENANTS["acme"], "double_opt_in": True}}
 
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSmsProvider]:
-    async with FakeSmsProvider() as provider:
-        yield provider
 
 
 async def _start(redis_url: str, data_dir: Path, fake: FakeSmsProvider,

@@ -10,17 +10,23 @@ import asyncio
 import csv
 import io
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import redis
-from conftest import TENANTS, Gateway, make_settings, start_gateway, stop_gateway
+from conftest import (
+    NOON_NY,
+    TENANTS,
+    Gateway,
+    cli_runner,
+    make_settings,
+    start_gateway,
+    stop_gateway,
+)
 from redis_proc import RedisServerProcess
 
-from gateway.cli import main
 from suppression import datasets as datasets_module
 from suppression import keys
 from suppression.apikeys import parse_scopes
@@ -28,7 +34,6 @@ from suppression.models import Channel, OptEvent, Reason, Source
 
 SENDER = "+14155550100"  # acme's number
 GLOBEX_SENDER = "+14155550199"
-NOON_NY = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)
 SMS = ["+12125550101", "+12125550102", "+12125550103"]
 EMAILS = ["ann@example.com", "bob@example.com"]
 FIRST_PARTY = {"type": "first_party"}
@@ -401,19 +406,7 @@ brand = "Globex"
 def cli(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> Any:
     """Run ``optout-gateway ARGS`` in-process; returns (exit status, stdout, stderr)."""
-    config = tmp_path / "gateway.toml"
-    config.write_text(CONFIG)
-    monkeypatch.setenv("OPTOUT_REDIS_URL", redis_url)
-    monkeypatch.setenv("OPTOUT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("OPTOUT_CONFIG", str(config))
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return cli_runner(redis_url, tmp_path, monkeypatch, capsys, CONFIG)
 
 
 def cli_audit(redis_url: str, tenant: str = "acme") -> list[dict[str, Any]]:

@@ -50,11 +50,6 @@ def _ms(t: datetime) -> int:
     return int(t.timestamp() * 1000)
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSmsProvider]:
-    async with FakeSmsProvider() as provider:
-        yield provider
-
 
 @pytest.fixture
 async def rgw(redis_url: str, tmp_path: Path, fake: FakeSmsProvider) -> AsyncIterator[Gateway]:

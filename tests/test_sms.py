@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Gateway, make_settings, start_gateway, stop_gateway
+from conftest import NOON_NY, Gateway, make_settings, start_gateway, stop_gateway
 from fake_sms_provider import FakeSmsProvider
 from redis_proc import RedisServerProcess
 from twilio.base.exceptions import TwilioRestException
@@ -20,22 +19,8 @@ from twilio.rest import Client
 from suppression.models import Channel
 
 SENDER = "+14155550100"  # acme's number (conftest TENANTS)
-NOON_NY = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)  # 12:00 in New York, 09:00 in California
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSmsProvider]:
-    async with FakeSmsProvider() as provider:
-        yield provider
-
-
-@pytest.fixture
-async def sgw(redis_url: str, tmp_path: Path, fake: FakeSmsProvider) -> AsyncIterator[Gateway]:
-    parts, client = await start_gateway(make_settings(redis_url, tmp_path / "data",
-                                                      sms_upstream=fake.url))
-    parts.sms.clock = lambda: NOON_NY
-    yield Gateway(parts, client)
-    await stop_gateway(parts, client)
 
 
 async def _consent(gw: Gateway, key: str, number: str) -> None:

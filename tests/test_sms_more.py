@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Gateway, make_settings, start_gateway, stop_gateway
+from conftest import NOON_NY, Gateway, make_settings, start_gateway, stop_gateway
 from fake_sms_provider import FakeSmsProvider
 from redis_proc import RedisServerProcess, free_port
 from twilio.base.exceptions import TwilioRestException
@@ -32,7 +32,6 @@ SENDER2 = "+14155550101"  # acme's second number
 SHORT_CODE = "12345"  # acme's short code
 GLOBEX = "+14155550199"  # globex's number
 INBOUND = "/v1/sms/inbound/twilio"
-NOON_NY = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)  # 12:00 EDT, 11:00 CDT, 10:00 MDT
 
 TENANTS: dict[str, Any] = {
     "acme": {"brand": "Acme Co", "sms_senders": [SENDER, SENDER2, SHORT_CODE],
@@ -45,11 +44,6 @@ TENANTS: dict[str, Any] = {
 
 # -- fixtures and helpers -------------------------------------------------------------------------
 
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSmsProvider]:
-    async with FakeSmsProvider() as provider:
-        yield provider
 
 
 async def _gateway(redis_url: str, data_dir: Path, **overrides: Any) -> Gateway:

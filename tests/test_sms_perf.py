@@ -12,12 +12,10 @@ import errno
 import threading
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 import redis
 from conftest import Gateway, make_settings, start_gateway, stop_gateway
 from fake_sms_provider import FakeSmsProvider
@@ -31,24 +29,10 @@ from suppression.store import MessageRecord
 
 SENDER = "+14155550100"  # acme's number (conftest TENANTS)
 INBOUND = "/v1/sms/inbound/twilio"
-NOON_NY = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)
 # Commands a quiet gateway sends on its own (health checks, connection set-up).
 BACKGROUND = {"info", "ping", "client|setname", "client|setinfo", "hello", "select"}
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSmsProvider]:
-    async with FakeSmsProvider() as provider:
-        yield provider
-
-
-@pytest.fixture
-async def sgw(redis_url: str, tmp_path: Path, fake: FakeSmsProvider) -> AsyncIterator[Gateway]:
-    parts, client = await start_gateway(make_settings(redis_url, tmp_path / "data",
-                                                      sms_upstream=fake.url))
-    parts.sms.clock = lambda: NOON_NY
-    yield Gateway(parts, client)
-    await stop_gateway(parts, client)
 
 
 @contextmanager

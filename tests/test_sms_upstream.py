@@ -36,11 +36,6 @@ def sms(n: int = 1, *, to: str = TO, body: str = BODY) -> OutboundSms:
                        category="marketing")
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSmsProvider]:
-    async with FakeSmsProvider() as provider:
-        yield provider
-
 
 @pytest.fixture
 async def upstreams() -> AsyncIterator[list[SmsUpstream]]:

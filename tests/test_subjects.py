@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,6 @@ from suppression.bulk import Row, import_rows
 from suppression.models import Channel, Reason, Source
 
 SENDER = "+14155550100"  # acme's number (conftest TENANTS)
-NOON_NY = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)
 PHONE = "+12125550187"
 PHONE_VARIANTS = (PHONE, PHONE[1:], PHONE[2:])  # E.164, without '+', national digits
 EMAIL = "Zed.Erasure-Subject@example.org"
@@ -31,19 +28,6 @@ EMAIL_VARIANTS = (EMAIL, "zed.erasure-subject")  # the address and its local par
 BLOCKED_BODY = "Flash sale at https://bit.ly/acme-zed-7 Reply STOP to opt out."
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSmsProvider]:
-    async with FakeSmsProvider() as provider:
-        yield provider
-
-
-@pytest.fixture
-async def sgw(redis_url: str, tmp_path: Path, fake: FakeSmsProvider) -> AsyncIterator[Gateway]:
-    parts, client = await start_gateway(make_settings(redis_url, tmp_path / "data",
-                                                      sms_upstream=fake.url))
-    parts.sms.clock = lambda: NOON_NY
-    yield Gateway(parts, client)
-    await stop_gateway(parts, client)
 
 
 async def body_of(r: ClientResponse, status: int) -> Any:
