@@ -12,6 +12,7 @@ Environment variables win over the file. Secrets never appear in ``repr``.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
@@ -198,8 +199,15 @@ class Settings(BaseSettings):
                 *(k.get_secret_value().encode() for k in self.previous_secret_keys)]
 
     def mailto_domain(self) -> str:
-        return (self.unsubscribe_domain or urlsplit(self.public_url).hostname or "localhost"
+        """The domain part of ``unsubscribe+TOKEN@…``: an IP host of the public URL becomes
+        an address literal (``[127.0.0.1]``, RFC 5321 4.1.3), as a bare IP is no domain."""
+        host = (self.unsubscribe_domain or urlsplit(self.public_url).hostname or "localhost"
                 ).lower()
+        try:
+            ip = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return host
+        return f"[{ip}]" if ip.version == 4 else f"[IPv6:{ip}]"
 
     def feedback_mailbox(self) -> str:
         return (self.feedback_address or f"feedback@{self.mailto_domain()}").lower()

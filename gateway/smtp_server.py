@@ -23,6 +23,7 @@ import ipaddress
 import logging
 import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiosmtpd.smtp import SMTP
 
@@ -112,9 +113,11 @@ async def start_smtp(parts: Components, host: str | None = None,
     tls = tls_context(settings)
     loop = asyncio.get_running_loop()
     sessions: set[GatewaySMTP] = set()
+    # Named in the greeting; never socket.getfqdn(), a DNS lookup that can hang.
+    hostname = urlsplit(settings.public_url).hostname or "localhost"
 
     def protocol() -> GatewaySMTP:
-        return GatewaySMTP(handler, sessions=sessions, loop=loop, hostname=settings.mailto_domain(),
+        return GatewaySMTP(handler, sessions=sessions, loop=loop, hostname=hostname,
                            ident="optout-gateway",
                            data_size_limit=settings.smtp_max_message_bytes,
                            enable_SMTPUTF8=True, decode_data=False, tls_context=tls,

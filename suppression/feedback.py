@@ -113,7 +113,9 @@ _URL_RE = re.compile(rf"(?i:https?)://{_SEG}(?:/{_SEG}){{0,8}}?/u/{_TOKEN}(?![A-
 _MAILTO_RE = re.compile(
     rf"(?<![A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-])(?i:unsubscribe)\+{_TOKEN}@(?=[^\s@<>.])"
 )
-_ADDRESS_TOKEN_RE = re.compile(rf"(?i:unsubscribe)\+{_TOKEN}@([^\s@<>()\[\],;:\"\\]{{1,255}})")
+# The domain: a name, or an address literal such as [127.0.0.1] (RFC 5321 4.1.3).
+_ADDRESS_TOKEN_RE = re.compile(
+    rf"(?i:unsubscribe)\+{_TOKEN}@([^\s@<>()\[\],;:\"\\]{{1,255}}|\[[0-9A-Za-z:.]{{1,64}}\])")
 
 _STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
 _FIELD_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)")

@@ -64,8 +64,9 @@ def message(*, to: str = ANN, extra: list[tuple[str, str]] | None = None,
 
 async def _relay(redis_url: str, tmp_path: Path, mta: RecordingMta,
                  **overrides: Any) -> AsyncIterator[Relay]:
+    overrides.setdefault("public_url", "https://gw.example")
     settings = make_settings(redis_url, tmp_path / "data", email_upstream=mta.url(),
-                             public_url="https://gw.example", **overrides)
+                             **overrides)
     parts, client = await start_gateway(settings)
     listener = await start_smtp(parts, "127.0.0.1", 0)
     gw = Gateway(parts, client)
@@ -474,3 +475,24 @@ async def test_ordinary_mail_and_other_tenants_numbers_pass_the_sharing_guard(
     data = _with_attachment("\n".join(CONSENTED).encode(), "list.csv", "text", "csv")
     assert await relay.send(["partner@broker.example"], data) == {}
     assert len(relay.mta.messages) == 2
+
+
+async def test_mailto_on_an_ip_public_url_uses_an_address_literal(redis_url: str,
+                                                                 tmp_path: Path) -> None:
+    # With OPTOUT_PUBLIC_URL on an IP (the default), the mailto domain is [127.0.0.1], a
+    # valid address literal, and mail to it unsubscribes.
+    async with RecordingMta() as mta:
+        async for relay in _relay(redis_url, tmp_path, mta,
+                                  public_url="http://127.0.0.1:8080"):
+            await relay.send([ANN], message())
+            (lu,) = em.header_values(mta.messages[0].data, "List-Unsubscribe")
+            mailto = lu.split("<mailto:")[1].rstrip(">")
+            assert mailto.startswith("unsubscribe+") and mailto.endswith("@[127.0.0.1]")
+
+            def mail(port: int, to: str) -> dict[str, Any]:
+                with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+                    return dict(s.sendmail(ANN, [to], b"Subject: unsubscribe\r\n\r\n.\r\n"))
+
+            assert await asyncio.to_thread(mail, relay.port, mailto) == {}
+            sup = await relay.gw.parts.service.get("acme", Channel.EMAIL, ANN)
+            assert sup is not None and sup.reason is Reason.MAILTO
