@@ -48,6 +48,9 @@ S250_LOCAL_OK = "250 2.1.5 OK, handled by the gateway"
 S451_STORE = "451 4.3.0 The suppression store is unavailable; try again later"
 S451_LOCAL_CONFIG = "451 4.3.5 The gateway cannot sign this message now; try again later"
 S554_BAD_MESSAGE = "554 5.6.0 {}"
+S451_LOCAL_ERROR = "451 4.3.0 Local error in processing; try again later"
+S553_SENDER_NOT_ALLOWED = ("553 5.7.1 Sender {} is not in this tenant's email_domains; "
+                           "send from one of its own domains")
 S452_TOO_MANY = "452 4.5.3 Too many recipients in one message"
 S454_AUTH_TEMP = "454 4.7.0 Temporary authentication failure; try again later"
 S501_AUTH_SYNTAX = "501 5.5.2 Cannot decode the AUTH response"
@@ -122,10 +125,18 @@ class SmtpHandler:
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
-        if not session.authenticated:
-            _, _, domain = address.rpartition("@")
+        _, _, domain = address.rpartition("@")
+        key = _key(session)
+        if key is None:
             if domain.lower() in self.tenant_domains:
                 return S530_AUTH_REQUIRED
+        else:
+            tenant = self.tenant(key.tenant)
+            # A tenant sends as itself: never as another tenant (or anyone else) through
+            # the shared upstream. A tenant without email_domains is not restricted.
+            if tenant is not None and tenant.email_domains and \
+                    domain.lower() not in tenant.email_domains:
+                return S553_SENDER_NOT_ALLOWED.format(_one_line(address) or "<>")
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return S250_OK
@@ -179,6 +190,9 @@ class SmtpHandler:
             return S451_LOCAL_CONFIG
         except InvalidRequest as exc:
             return S554_BAD_MESSAGE.format(_one_line(exc.message))
+        except Exception:  # a bug must not become aiosmtpd's "500 Error: (...)": retry later
+            log.exception("DATA failed unexpectedly; the sender is told to retry")
+            return S451_LOCAL_ERROR
         reply = data_reply(results)
         log.info("smtp %s: %s", _summary(results), reply)
         return reply

@@ -120,8 +120,8 @@ async def _read_form(request: web.Request) -> Form:
     # What aiohttp's form parsers raise for bytes that are no form: bad part headers
     # (HttpProcessingError), a torn part (warns BadContentDispositionHeader first, an
     # error where warnings are errors), then ValueError; bad UTF-8 in a urlencoded body.
-    except (ValueError, UnicodeDecodeError, AssertionError, Warning, HttpProcessingError,
-            web.HTTPBadRequest):
+    except (ValueError, UnicodeError, LookupError, AssertionError, Warning,
+            HttpProcessingError, web.HTTPBadRequest):  # LookupError: an unknown charset
         raise BadForm("The form could not be read (malformed or not UTF-8).") from None
 
 
@@ -162,9 +162,11 @@ def _count(request: web.Request, events: list[OptEvent]) -> None:
 
 async def _leave(request: web.Request, target: Target, choice: Choice, via: str
                  ) -> web.Response:
-    """One opt-out: the token's topic (one-click, topic button) or everything (all)."""
+    """One opt-out: the token's topic (the page's topic button) or everything: a one-click
+    POST (RFC 8058) leaves all of the tenant's marketing, whatever the message's topic —
+    the mailbox provider's button promises the person no more mail from this sender."""
     c = target.claims
-    scope = c.topic if choice in (Choice.ONE_CLICK, Choice.TOPIC) else ""
+    scope = c.topic if choice == Choice.TOPIC else ""
     reason = Reason.ONE_CLICK if choice == Choice.ONE_CLICK else Reason.UNSUBSCRIBE_CLICK
     try:
         ev = await parts(request).service.opt_out(

@@ -59,15 +59,19 @@ AUDIT_PAGE_MAX = 1000
 EXPORT_EVENT = "export"
 
 # Sizes of many keys of one slot, Redis-side: {index, size, index, size, ...} for the
-# non-empty ones. 'active' counts suppression entries whose active bit (256) is set.
+# non-empty ones. 'active' counts suppression entries whose active bit (256) is set,
+# leaving out erased subjects' hashed entries (fields ' #…'), which listings never show.
 SIZES_LUA = """
 local mode, out = ARGV[1], {}
 for i = 1, #KEYS do
   local n = 0
   if mode == 'active' then
-    for _, v in ipairs(redis.call('HVALS', KEYS[i])) do
-      local x = tonumber(v)
-      if x and math.floor(x / 256) % 2 == 1 then n = n + 1 end
+    local all = redis.call('HGETALL', KEYS[i])
+    for j = 1, #all, 2 do
+      local x = tonumber(all[j + 1])
+      if x and math.floor(x / 256) % 2 == 1 and string.sub(all[j], 1, 2) ~= ' #' then
+        n = n + 1
+      end
     end
   elseif mode == 'hlen' then
     n = redis.call('HLEN', KEYS[i])
@@ -342,8 +346,10 @@ async def authorize_export(datasets: DatasetStore, tenant: Tenant, request: Shar
                              "one dataset, or use format 'jsonl'", field="format")
     decision = decide_sharing(request, tenant.sharing)
     export_id = new_event_id()
+    at = now_ms()
     record: Row = {
-        "id": export_id, "type": EXPORT_EVENT, "at": iso_ms(now_ms()), "via": via,
+        # at_ms: the retention sweeper dates tenant-audit lines by it (trim_tenant.lua).
+        "id": export_id, "type": EXPORT_EVENT, "at": iso_ms(at), "at_ms": at, "via": via,
         "actor": actor, "datasets": [d.value for d in request.datasets],
         "recipient": request.recipient.to_json(), "purpose": request.purpose.value,
         "format": fmt, "allowed": decision.allowed, "rule": decision.rule,

@@ -40,6 +40,10 @@ _SEP = r"[\s().\[\]/~\u2010-\u2015\u2212\u30fc\uff0d\uff0f-]"
 # Runs of at least MIN_DIGITS digits with phone punctuation between them: shorter runs
 # (prices, dates, counts) never match, so ordinary text yields almost no matches.
 _QP_SOFT_BREAK = re.compile(rb"=\r?\n")
+_QP_DIGIT = re.compile(rb"=(3[0-9])")  # a digit written as a quoted-printable escape
+# Encodings whose digits the raw-byte count cannot see.
+_OPAQUE = re.compile(rb"(?i)base64|x-uue|uuencode|^begin [0-7]{3} |binary|utf-16|utf-32|"
+                     rb"ucs-2|ucs-4", re.M)
 _FANCY = [(chr(0xFF10 + d), str(d).encode()) for d in range(10)] + \
     [(chr(c), b"-") for c in (*range(0x2010, 0x2016), 0x2212, 0x30FC, 0xFF0D, 0xFF0F)]
 # Each as UTF-8 bytes and as quoted-printable escapes of them (upper and lower case hex).
@@ -54,7 +58,7 @@ _LONG_ID = MAX_DIGITS + 1
 # Tried only where a run starts (not after a digit), and never backtracking (possessive),
 # so each stretch of text is scanned once.
 _DIGIT_RUN = re.compile(rf"(?<!\d)[+(\[]?\d(?:{_SEP}*+\d){{{MIN_DIGITS - 1},}}+")
-MAX_CANDIDATES = 20_000  # a bound on work per message; far above any threshold
+MAX_CANDIDATES = 5_000  # a bound on work per message; far above any threshold
 MAX_XLSX_BYTES = 50 << 20  # uncompressed bytes read from one XLSX (zip-bomb guard)
 TEXT_EXTENSIONS = (".csv", ".txt", ".json", ".tsv")
 XLSX_TYPES = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",)
@@ -131,7 +135,7 @@ def _phone_like_count(data: bytes) -> int:
     ids: never a number) become 'x'; the punctuation is deleted. Every number then lies
     inside one string of '0's and uses at least ``MIN_DIGITS`` of it. (Digits of other
     scripts are not counted: the guard is about exported lists, written in ASCII.)"""
-    data = _QP_SOFT_BREAK.sub(b"", data)
+    data = _QP_DIGIT.sub(lambda m: bytes([int(m.group(1), 16)]), _QP_SOFT_BREAK.sub(b"", data))
     if not data.isascii() or b"=E" in data or b"=e" in data:
         for fancy, plain in _ASCII_FORMS:
             data = data.replace(fancy, plain)
@@ -154,17 +158,29 @@ def _zero_runs(shape: bytes | bytearray, at_least: int) -> Iterator[tuple[int, i
         pos = shape.find(needle, end)
 
 
+def may_hold(data: bytes, at_least: int) -> bool:
+    """False only when the message surely holds fewer than ``at_least`` phone numbers.
+
+    A message whose parts are 7bit, 8bit or quoted-printable text in an ASCII-compatible
+    charset carries every digit in its raw bytes (quoted-printable digit escapes are
+    undone here), so counting phone-like runs there, without parsing MIME, bounds what a
+    full scan could find. Anything else (base64, uuencode, binary, UTF-16/32) may hide
+    digits from that count: True, and the caller scans it in full.
+    """
+    if _OPAQUE.search(data):
+        return True
+    return _phone_like_count(data) >= at_least
+
+
 def phone_numbers(data: bytes, region: str = "US", *, at_least: int = 1) -> set[str]:
     """Distinct valid phone numbers (E.164) in the message's texts and attachments.
 
-    When it cannot hold ``at_least`` of them, may return early with fewer: a message
-    without base64 parts carries every digit in its raw bytes (7bit, 8bit and
-    quoted-printable never encode digits), so counting phone-like runs there, without
-    parsing MIME, is enough to know that ordinary mail is far below the threshold.
-    Numbers are found by libphonenumber's own matcher (valid numbers only), run on each
-    candidate run rather than the whole text: the same numbers, at a fraction of the cost.
+    Returns early with none when ``may_hold`` rules out ``at_least``. Numbers are found by
+    libphonenumber's own matcher (valid numbers only), run on each candidate run rather
+    than the whole text: the same numbers, at a fraction of the cost; at most
+    ``MAX_CANDIDATES`` runs are examined (a bound on the work one message can cause).
     """
-    if b"base64" not in data.lower() and _phone_like_count(data) < at_least:
+    if not may_hold(data, at_least):
         return set()
     found: set[str] = set()
     budget = MAX_CANDIDATES

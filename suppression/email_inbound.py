@@ -2,20 +2,22 @@
 
 * ``unsubscribe+TOKEN@<unsubscribe domain>`` (the ``mailto:`` of every
   ``List-Unsubscribe`` we write, RFC 2369/8058): a valid token is an opt-out
-  with reason ``mailto``, for the token's topic when it names one (as the
-  one-click POST). A forged or altered token changes nothing and the mail is
-  accepted all the same: the SMTP reply must not be an oracle.
+  with reason ``mailto`` from all of the tenant's marketing, as the one-click POST.
+  A forged or altered token changes nothing and the mail is accepted all the
+  same: the SMTP reply must not be an oracle.
 * the feedback address: ARF complaint reports (RFC 5965) -> opt-out with
   reason ``complaint`` (all marketing, whatever the topic: a person who
   reports spam wants none of it); DSNs (RFC 3464) with a hard bounce -> opt-out
   with reason ``bounce`` plus the ``HARD_BOUNCE_SCOPE`` entry that also stops
   transactional mail. Soft bounces and ``not-spam`` reports change nothing.
 
-Which tenant a report belongs to comes from our own signed tokens in the
-original message it quotes; when it quotes none (some feedback loops strip
-the original), from the only tenant configured. Otherwise the report is
-logged and dropped: suppressing an address for the wrong tenant, or for all,
-is not ours to guess.
+Anyone can mail the feedback address, so a report is believed for an address
+our signed tokens (in the original message it quotes) name, or else only for
+an address the gateway relayed mail to (a 'sent' message record). Which
+tenant a report belongs to comes from those tokens; when it quotes none (some
+feedback loops strip the original), from the only tenant configured.
+Otherwise the report is logged and dropped: suppressing an address for the
+wrong tenant, or for all, is not ours to guess.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import GatewayError
+from .errors import GatewayError, StoreUnavailable
 from .feedback import FeedbackReport, parse_feedback
 from .identifiers import mask, normalize_email
 from .models import HARD_BOUNCE_SCOPE, Channel, OptEvent, Reason, Source
@@ -34,6 +36,8 @@ from .tenants import Tenant
 from .tokens import TokenClaims, TokenSigner
 
 log = logging.getLogger(__name__)
+
+MAX_UNSIGNED = 50  # addresses without our token looked up per report
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +63,7 @@ class EmailFeedback:
         detail = {"sender": sender[:254]} if sender else {}
         return await self.service.opt_out(claims.tenant, Channel.EMAIL, claims.identifier,
                                           reason=Reason.MAILTO, source=Source.EMAIL,
-                                          detail=detail, scope=claims.topic)
+                                          detail=detail)
 
     async def feedback(self, data: bytes) -> FeedbackOutcome:
         """A report sent to the feedback address: opt-outs for complaints and hard bounces."""
@@ -69,7 +73,7 @@ class EmailFeedback:
             log.warning("feedback report not understood (%s)", report.detail["parse_error"])
         claims = [c for t in report.tokens if (c := self.tokens.verify(t)) is not None
                   and c.channel is Channel.EMAIL and c.tenant in self.tenants]
-        events = self._events(report, claims)
+        events = await self._believed(self._events(report, claims), claims)
         if events:
             await self.service.record(events)
         for ev in events:
@@ -113,6 +117,36 @@ class EmailFeedback:
         return [OptEvent("opt_out", tenant, Channel.EMAIL, address, reason, Source.EMAIL,
                          detail=detail, scope=scope)
                 for address, tenant in targets.items() for scope in scopes]
+
+
+    async def _believed(self, events: list[OptEvent], claims: list[TokenClaims]
+                        ) -> list[OptEvent]:
+        """Anyone can mail the feedback address. An address our signed token names is
+        believed; any other only if the gateway relayed mail to it (a message record with
+        outcome 'sent' in the retention window): a forged report cannot suppress people
+        we never mailed. At most MAX_UNSIGNED addresses per report are looked up."""
+        signed = {(c.tenant, c.identifier.lower()) for c in claims}
+        verdict: dict[tuple[str, str], bool] = {}
+        out = []
+        for ev in events:
+            key = (ev.tenant, ev.identifier.lower())
+            if key not in verdict:
+                verdict[key] = key in signed or (
+                    len(verdict) < MAX_UNSIGNED and await self._relayed_to(ev.tenant,
+                                                                            ev.identifier))
+                if not verdict[key]:
+                    log.warning("report names %s, which the gateway did not mail and no "
+                                "token of ours names: ignored", mask(Channel.EMAIL, ev.identifier))
+            if verdict[key]:
+                out.append(ev)
+        return out
+
+    async def _relayed_to(self, tenant: str, address: str) -> bool:
+        try:
+            records = await self.service.store.message_records(tenant, Channel.EMAIL, address)
+        except StoreUnavailable:
+            return False  # cannot tell: a report is not worth a wrong suppression
+        return any(r.get("outcome") == "sent" for r in records)
 
 
 def _only(values: set[str]) -> str | None:

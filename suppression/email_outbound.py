@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,7 +44,13 @@ from .email_transport import (
     EmailUpstreamFailed,
     OutboundEmail,
 )
-from .errors import GatewayError, OptedOut, SharingProhibited, StoreUnavailable
+from .errors import (
+    GatewayError,
+    InvalidRequest,
+    OptedOut,
+    SharingProhibited,
+    StoreUnavailable,
+)
 from .identifiers import mask, normalize_email
 from .models import HARD_BOUNCE_SCOPE, Channel, iso_ms, now_ms, scoped
 from .outbound import MessageRecorder
@@ -161,40 +168,50 @@ class EmailSender:
                                               transactional=sub.transactional, digests=digests)
         refusals = await self._sharing_guard(sub, refusals)
         if not sub.transactional:
-            self._warn_postal_address(tenant, sub.data)
-            _warn_broken_signatures(tenant, sub.data)
+            try:
+                self._warn_postal_address(tenant, sub.data)
+                _warn_broken_signatures(tenant, sub.data)
+            except Exception:  # warnings only: a parser's bug must not stop the mail
+                log.exception("tenant %s: the CAN-SPAM/DKIM checks failed on a message",
+                              tenant.id)
         message_id = "EM" + uuid.uuid4().hex
-        # Every copy is built (and signed) before the first is sent: a message we cannot
-        # rewrite, or a broken DKIM key, fails the whole message with nothing relayed.
-        copies = [None if ref is not None or seen else
-                  sub.data if sub.transactional else self._personalise(sub, rcpt, topic)
-                  for rcpt, ref, seen in zip(sub.recipients, refusals, done, strict=True)]
+        _refuse_bare_cr(sub.data)
+        # One copy is built (and signed) before anything is sent: a message we cannot
+        # rewrite, or a broken DKIM key, fails the whole message with nothing relayed. The
+        # others are built one at a time under the gate (memory: size x parallel, not
+        # size x recipients).
+        pending = [r for r, ref, seen in zip(sub.recipients, refusals, done, strict=True)
+                   if ref is None and not seen]
+        first = {pending[0]: self._copy(sub, pending[0], topic)} if pending else {}
         gate = asyncio.Semaphore(MAX_PARALLEL_RELAYS)
 
-        async def one(rcpt: str, refusal: GatewayError | None, data: bytes | None
-                      ) -> RecipientResult:
+        async def one(rcpt: str, refusal: GatewayError | None, seen: bool) -> RecipientResult:
             if refusal is not None:
                 await self._record(sub, message_id, rcpt, "refused", refusal.code)
                 return RecipientResult(rcpt, "refused", 550, f"5.7.1 {refusal.message}")
-            if data is None:
+            if seen:
                 return RecipientResult(rcpt, "relayed", 250, "2.0.0 already relayed")
             async with gate:
+                data = first.pop(rcpt, None) or self._copy(sub, rcpt, topic)
                 return await self._relay_one(sub, message_id, rcpt, data)
 
         results = list(await asyncio.gather(*(
-            one(r, ref, c) for r, ref, c in zip(sub.recipients, refusals, copies, strict=True))))
-        await self._remember_partial(sub, results, digests, copies)
+            one(r, ref, s) for r, ref, s in zip(sub.recipients, refusals, done, strict=True))))
+        await self._remember_partial(sub, results, digests, done)
         return results
 
+    def _copy(self, sub: Submission, rcpt: str, topic: str | None) -> bytes:
+        return sub.data if sub.transactional else self._personalise(sub, rcpt, topic)
+
     async def _remember_partial(self, sub: Submission, results: list[RecipientResult],
-                                digests: list[str], copies: list[bytes | None]) -> None:
+                                digests: list[str], done: list[bool]) -> None:
         """When the sender will be told to retry (451), remember who was relayed now, so
         the retry skips them. A message relayed in full (250) is not retried: nothing to
         remember, and no round trip."""
         if not any(r.outcome == "deferred" for r in results):
             return
-        fresh = [d for r, d, c in zip(results, digests, copies, strict=True)
-                 if r.outcome == "relayed" and c is not None]
+        fresh = [d for r, d, seen in zip(results, digests, done, strict=True)
+                 if r.outcome == "relayed" and not seen]
         try:
             await self.store.mark_relayed(sub.tenant.id, fresh, RELAYED_TTL_S)
         except StoreUnavailable:
@@ -211,11 +228,12 @@ class EmailSender:
         if not outside or not tenant.dlp_enabled:
             return refusals
         need = tenant.dlp_min_numbers
-        if len(sub.data) > DLP_INLINE_BYTES:  # big attachments: parse off the event loop
-            numbers = await asyncio.to_thread(dlp.phone_numbers, sub.data,
-                                              tenant.default_region, at_least=need)
-        else:
-            numbers = dlp.phone_numbers(sub.data, tenant.default_region, at_least=need)
+        if not dlp.may_hold(sub.data, need):  # ordinary mail: a byte-level count, ~50 us
+            return refusals
+        # A list-like message: libphonenumber is slow and holds the GIL in pure Python, so
+        # off the event loop, and bounded (dlp.MAX_CANDIDATES).
+        numbers = await asyncio.to_thread(dlp.phone_numbers, sub.data, tenant.default_region,
+                                          at_least=need)
         if len(numbers) < tenant.dlp_min_numbers:
             return refusals
         found = await self.store.consent_records(tenant.id, Channel.SMS, sorted(numbers))
@@ -312,6 +330,17 @@ def _warn_broken_signatures(tenant: Tenant, data: bytes) -> None:
                         "gateway (tenant dkim_selector/dkim_key_file) instead", tenant.id, domain)
 
 
+_BARE_CR = re.compile(rb"\r(?!\n)")
+
+
+def _refuse_bare_cr(data: bytes) -> None:
+    """A CR without LF in the header block is a line break to some MTAs and not to others:
+    a header could hide behind it (a second List-Unsubscribe). Refused, not guessed at."""
+    if _BARE_CR.search(em.split_message(data)[0]):
+        raise InvalidRequest("the message header contains a bare CR (not followed by LF); "
+                             "end every line with CRLF")
+
+
 def _relay_digest(tenant: str, mail_from: str, rcpt: str, data: bytes) -> str:
     h = hashlib.blake2b(digest_size=16)
     for part in (tenant.encode(), mail_from.encode(), rcpt.encode()):
@@ -335,4 +364,10 @@ def _from_domain(data: bytes) -> str | None:
 
 @lru_cache(maxsize=64)
 def _read_key(path: Path) -> bytes:
-    return path.read_bytes()
+    """The tenant's DKIM key, read once per process (restart to rotate it). An unreadable
+    file is the operator's problem: DkimKeyError, which the edge answers with a 451."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise em.DkimKeyError(f"the DKIM key file could not be read ({exc.strerror or exc})"
+                              ) from None

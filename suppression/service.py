@@ -169,9 +169,9 @@ class SuppressionService:
                                                               identifier, reason)
         ev = OptEvent("opt_in", tenant, channel, identifier, reason, source, at_ms=at,
                       detail=dict(detail or {}), scope=scope)
-        await self.record([ev])
-        if lift:
+        if lift:  # first: while the hash is there the store skips every event of the person
             await subjects.lift_erasure(self.store, tenant, channel, identifier)
+        await self.record([ev])
         return ev
 
     async def opt_out_claimed(self, tenant: str, channel: Channel, identifier: str, *,

@@ -148,10 +148,10 @@ DATASETS: dict[Dataset, DatasetInfo] = {
                                           sms_numbers=True, suppression_list=True),
     Dataset.EMAIL_SUPPRESSIONS: DatasetInfo("the e-mail suppression list (opted-out addresses)",
                                             email_addresses=True, suppression_list=True),
-    # Records of SMS sends: every one names the phone number it went to. Treated as SMS
-    # data as a whole, so records of other channels kept beside them never loosen it.
-    Dataset.MESSAGE_RECORDS: DatasetInfo("message records (who was texted, when, outcome)",
-                                         sms_numbers=True),
+    # Records of SMS and email sends: every one names the number or address it went to,
+    # refused ones (opted out) included. Both channels' rules apply to the whole.
+    Dataset.MESSAGE_RECORDS: DatasetInfo("message records (who was texted or mailed, when, "
+                                         "outcome)", sms_numbers=True, email_addresses=True),
 }
 
 OUTSIDE = frozenset({RecipientType.AFFILIATE, RecipientType.THIRD_PARTY})

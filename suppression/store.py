@@ -175,7 +175,11 @@ class RedisStore:
     async def apply(self, events: Sequence[OptEvent], *, timeout_s: float | None = None
                     ) -> list[int]:
         """Apply events in order, in one pipeline. Idempotent: see ``apply_event.lua``."""
-        commands = [("EVALSHA", *self._apply.args(*_apply_args(ev))) for ev in events]
+        commands = []
+        for ev in events:
+            key_names, argv = _apply_args(ev)
+            commands.append(("EVALSHA", *self._apply.args(
+                key_names, [*argv, self.erased_field(ev.tenant, ev.channel, ev.identifier)])))
         if not commands:
             return []
         budget = timeout_s or max(self.op_timeout_s, 0.0005 * len(events))
@@ -195,7 +199,8 @@ class RedisStore:
         claims = [c for c in (dedupe, confirm) if c is not None]
         command = ("EVALSHA", *self._claimed.args(
             [*key_names, *(c.key for c in claims)],
-            [*argv, dedupe.ttl_s if dedupe else "", confirm.ttl_s if confirm else ""]))
+            [*argv, self.erased_field(ev.tenant, ev.channel, ev.identifier),
+             dedupe.ttl_s if dedupe else "", confirm.ttl_s if confirm else ""]))
         result, confirmed = await self._call(
             "apply", partial(self.client.execute_command, *command))
         return int(result), bool(confirmed)

@@ -160,13 +160,17 @@ async def refuse_if_erased(store: RedisStore, tenant: str, channel: Channel,
 
 async def erasure_lifted_by(store: RedisStore, tenant: str, channel: Channel, identifier: str,
                             reason: Reason) -> bool:
-    """Before a channel-wide opt-in: True if it must lift an erasure once recorded (the
-    person's own keyword); OptedOut for any other opt-in of an erased person. Store
-    down: False (nothing known; a hashed entry, if any, stays and keeps refusing)."""
+    """Before a channel-wide opt-in: True if it must lift an erasure (the person's own
+    keyword); OptedOut for any other opt-in of an erased person. Store down: the person's
+    keyword goes on (if they were erased, the store skips the event and the hash keeps
+    refusing: they may text START again); any other opt-in cannot be told apart from
+    re-permissioning an erased person, so StoreUnavailable."""
     try:
         entry = await store.erased(tenant, channel, identifier)
     except StoreUnavailable:
-        return False
+        if reason in SELF_OPT_IN:
+            return False
+        raise
     if entry is None:
         return False
     if reason in SELF_OPT_IN:

@@ -496,3 +496,81 @@ async def test_mailto_on_an_ip_public_url_uses_an_address_literal(redis_url: str
             assert await asyncio.to_thread(mail, relay.port, mailto) == {}
             sup = await relay.gw.parts.service.get("acme", Channel.EMAIL, ANN)
             assert sup is not None and sup.reason is Reason.MAILTO
+
+
+async def test_forged_bounce_for_an_address_never_mailed_changes_nothing(
+        redis_url: str, tmp_path: Path) -> None:
+    # One tenant, a token-less DSN from anyone: believed for an address the gateway relayed
+    # to, ignored for one it never mailed (no suppressing strangers by forged reports).
+    tenants = {"acme": TENANTS["acme"]}
+    async with RecordingMta() as mta:
+        async for relay in _relay(redis_url, tmp_path, mta, tenants=tenants):
+            await relay.send([ANN], message())
+            no_token = _dsn(ANN, "5.1.1", "x").replace(
+                b"List-Unsubscribe: <https://gw.example/u/x>\r\n", b"")
+            victim = _dsn(BOB, "5.1.1", "x").replace(
+                b"List-Unsubscribe: <https://gw.example/u/x>\r\n", b"")
+
+            def mail(port: int, data: bytes) -> dict[str, Any]:
+                with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+                    return dict(s.sendmail("", ["feedback@gw.example"], data))
+
+            await asyncio.to_thread(mail, relay.port, no_token)
+            await asyncio.to_thread(mail, relay.port, victim)
+            svc = relay.gw.parts.service
+            ann = await svc.get("acme", Channel.EMAIL, ANN)
+            assert ann is not None and ann.reason is Reason.BOUNCE
+            assert await svc.get("acme", Channel.EMAIL, BOB) is None
+
+
+async def test_bare_cr_in_the_header_is_refused(relay: Relay) -> None:
+    # "Subject: hi\rList-Unsubscribe: <evil>" could smuggle a header past the rewrite: 554.
+    data = message().replace(b"Subject: Deals", b"Subject: Deals\rList-Unsubscribe: <x>")
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        await relay.send([ANN], data)
+    assert info.value.smtp_code == 554 and b"bare CR" in info.value.smtp_error
+    assert relay.mta.messages == []
+
+
+async def test_html_that_breaks_the_parser_is_still_relayed(relay: Relay) -> None:
+    # Python 3.11's HTMLParser asserts on '<![foo['; the CAN-SPAM check is only a warning.
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = SENDER, ANN, "x"
+    msg.set_content("<html><![foo[ x ]]></html>", subtype="html")
+    assert await relay.send([ANN], msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))) == {}
+    assert len(relay.mta.messages) == 1
+
+
+async def test_unreadable_dkim_key_is_451_not_500(redis_url: str, tmp_path: Path) -> None:
+    # The operator's key file is missing: a temporary failure, nothing relayed, no path
+    # leaked to the sender.
+    tenants = {**TENANTS, "acme": {**TENANTS["acme"], "dkim_selector": "s1",
+                                   "dkim_key_file": str(tmp_path / "missing.pem")}}
+    async with RecordingMta() as mta:
+        async for relay in _relay(redis_url, tmp_path, mta, tenants=tenants):
+            with pytest.raises(smtplib.SMTPDataError) as info:
+                await relay.send([ANN], message())
+            assert info.value.smtp_code == 451
+            assert b"missing.pem" not in info.value.smtp_error
+            assert mta.messages == []
+
+
+async def test_a_tenant_sends_only_from_its_own_domains(relay: Relay) -> None:
+    # MAIL FROM another tenant's (or any other) domain: 553 5.7.1 at MAIL, nothing relayed.
+    with pytest.raises(smtplib.SMTPSenderRefused) as info:
+        await relay.send([ANN], message(), sender="news@globex.example")
+    assert info.value.smtp_code == 553 and b"email_domains" in info.value.smtp_error
+    assert relay.mta.messages == []
+
+
+async def test_quoted_printable_digit_escapes_do_not_hide_sms_optin_data(relay: Relay) -> None:
+    # Consented numbers written as =3X escapes in a quoted-printable part are still found.
+    await _consent(relay)
+    escaped = "\r\n".join("".join(f"={ord(c):02X}" if c.isdigit() else c for c in n)
+                          for n in CONSENTED)
+    data = (f"From: {SENDER}\r\nTo: partner@broker.example\r\nSubject: list\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Transfer-Encoding: quoted-printable\r\n\r\n{escaped}\r\n").encode()
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        await relay.send(["partner@broker.example"], data)
+    assert info.value.smtp_code == 550

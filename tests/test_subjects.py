@@ -18,7 +18,7 @@ from redis_proc import RedisServerProcess
 from handlers.subjects import ErasureOut, SubjectOut
 from suppression import keys
 from suppression.bulk import Row, import_rows
-from suppression.models import Channel, Reason, Source
+from suppression.models import Channel, OptEvent, Reason, Source, now_ms
 
 SENDER = "+14155550100"  # acme's number (conftest TENANTS)
 PHONE = "+12125550187"
@@ -301,6 +301,22 @@ async def test_journal_replay_cannot_write_an_erased_person_back(sgw: Gateway) -
     assert any(ev.identifier == PHONE for ev in retained)
     assert await sgw.parts.service.replay()
     assert await plaintext_hits(sgw.parts.client, PHONE_VARIANTS) == []
+
+
+async def test_no_event_writes_an_erased_person_back(sgw: Gateway) -> None:
+    # Events older than the erasure's replay markers (a journal segment left unrotated for
+    # hours) and new ops opt-outs alike: the store skips every event of an erased person.
+    key = await sgw.key()
+    await populate_sms(sgw, key)
+    await body_of(await sgw.http.delete(f"/v1/subjects/sms/{PHONE}", headers=sgw.auth(key)),
+                  200)
+    old_stop = OptEvent("opt_out", "acme", Channel.SMS, PHONE, Reason.STOP_KEYWORD, Source.SMS,
+                        at_ms=now_ms() - 3 * 3600_000, id="an-old-unmarked-event")
+    assert await sgw.parts.store.apply([old_stop]) == [-1]
+    await sgw.parts.service.opt_out("acme", Channel.SMS, PHONE, reason=Reason.MANUAL,
+                                    source=Source.API)
+    assert await plaintext_hits(sgw.parts.client, PHONE_VARIANTS) == []
+    assert await sgw.parts.service.suppressed("acme", Channel.SMS, [PHONE]) == [True]
 
 
 @pytest.mark.parametrize("method", ["get", "delete"])

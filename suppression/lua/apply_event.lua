@@ -4,8 +4,10 @@
 -- KEYS[4] used-buckets bitmap of the shard
 -- ARGV: 1 field, 2 action, 3 packed entry, 4 event id, 5 packed consent (granted for an
 --       opt-in, revoked for an opt-out) or '', 6 audit JSON,
---       7 bucket's bit in the shard bitmap
--- Returns 1 (state changed), 0 (already in that state; audited), -1 (event already applied).
+--       7 bucket's bit in the shard bitmap, 8 the identifier's erased-entry field or ''
+--       (apply_claimed.lua adds its claims after these)
+-- Returns 1 (state changed), 0 (already in that state; audited), -1 (event already applied,
+-- or the identifier is erased: nothing written).
 -- Last writer wins by event time; an opt-out wins a tie (fail towards not messaging).
 local field, action, eid = ARGV[1], ARGV[2], ARGV[4]
 
@@ -14,6 +16,14 @@ local field, action, eid = ARGV[1], ARGV[2], ARGV[4]
 local marker = eid .. '|'
 for _, item in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
   if string.sub(item, 1, #marker) == marker then return -1 end
+end
+
+-- An erased person lives on only as a keyed hash (ARGV[8], '' when none applies): no
+-- event may write the identifier back, neither a journal replay of an old one nor a new
+-- opt-out (the hash already suppresses). Lifting an erasure is the service's job: the
+-- person's own opt-in removes the hash before its event is applied.
+if ARGV[8] ~= '' and redis.call('HEXISTS', KEYS[1], ARGV[8]) == 1 then
+  return -1
 end
 
 local cur = redis.call('HGET', KEYS[1], field)
