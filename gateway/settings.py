@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     token_max_age_days: int = Field(default=730, ge=365, le=36_500)  # links work >= 1 year
     smtp_tls_cert: Path | None = None  # PEM chain; with smtp_tls_key enables STARTTLS
     smtp_tls_key: Path | None = None
+    # Clients that may AUTH without TLS (plaintext credentials): loopback always; add the
+    # network a container runtime forwards a published loopback port from (compose.yaml).
+    smtp_plain_auth_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     smtp_max_message_bytes: int = Field(default=25 << 20, ge=1024)
     smtp_timeout_s: float = Field(default=60.0, gt=0)
     # Domain of the mailto: unsubscribe address; mail to it must reach the SMTP listener.
@@ -141,6 +144,17 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an absolute http:// or https:// URL")
         return v.rstrip("/")
+
+    @field_validator("smtp_plain_auth_networks")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net)
+            except ValueError:
+                raise ValueError(f"'{net}' is not a network (CIDR, e.g. 172.16.0.0/12)"
+                                 ) from None
+        return v
 
     @field_validator("log_level")
     @classmethod

@@ -22,6 +22,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,20 +35,26 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK: tuple[IPNetwork, ...] = (ipaddress.ip_network("127.0.0.0/8"),
+                                   ipaddress.ip_network("::1/128"))
 COMMAND_LIMITS = {"AUTH": 5, "EHLO": 10, "HELO": 10, "STARTTLS": 2, "NOOP": 100, "VRFY": 10,
                   "EXPN": 10, "HELP": 10, "*": 1_000_000}
 
 
 class GatewaySMTP(SMTP):
-    def __init__(self, *args: Any, sessions: set[GatewaySMTP], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, sessions: set[GatewaySMTP],
+                 plain_auth_from: Sequence[IPNetwork] = LOOPBACK, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sessions = sessions
+        self._plain_auth_from = plain_auth_from
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._sessions.add(self)
         if self._tls_protocol is None:  # the plain connection (STARTTLS re-enters here)
-            self._auth_require_tls = not _is_loopback(transport.get_extra_info("peername"))
+            peer = transport.get_extra_info("peername")
+            self._auth_require_tls = not plaintext_auth_allowed(peer, self._plain_auth_from)
 
     def connection_lost(self, error: Exception | None) -> None:
         self._sessions.discard(self)
@@ -79,12 +86,15 @@ class SmtpListener:
         await self.server.wait_closed()
 
 
-def _is_loopback(peer: Any) -> bool:
+def plaintext_auth_allowed(peer: Any, networks: Sequence[IPNetwork]) -> bool:
+    """May this peer AUTH without TLS? Loopback (and any network the operator lists, e.g.
+    a container bridge in front of a published loopback port) and unix sockets only."""
     if isinstance(peer, tuple) and peer:
         try:
-            return ipaddress.ip_address(str(peer[0]).split("%")[0]).is_loopback
+            address = ipaddress.ip_address(str(peer[0]).split("%")[0])
         except ValueError:
             return False
+        return address.is_loopback or any(address in net for net in networks)
     return isinstance(peer, str)  # a unix socket: local by definition
 
 
@@ -113,11 +123,13 @@ async def start_smtp(parts: Components, host: str | None = None,
     tls = tls_context(settings)
     loop = asyncio.get_running_loop()
     sessions: set[GatewaySMTP] = set()
+    networks = tuple(ipaddress.ip_network(n) for n in settings.smtp_plain_auth_networks)
     # Named in the greeting; never socket.getfqdn(), a DNS lookup that can hang.
     hostname = urlsplit(settings.public_url).hostname or "localhost"
 
     def protocol() -> GatewaySMTP:
-        return GatewaySMTP(handler, sessions=sessions, loop=loop, hostname=hostname,
+        return GatewaySMTP(handler, sessions=sessions, plain_auth_from=networks,
+                           loop=loop, hostname=hostname,
                            ident="optout-gateway",
                            data_size_limit=settings.smtp_max_message_bytes,
                            enable_SMTPUTF8=True, decode_data=False, tls_context=tls,

@@ -184,3 +184,19 @@ async def test_key_guessing_is_cut_off_after_five_tries(smtp: Smtp) -> None:
     except smtplib.SMTPServerDisconnected:
         codes = [421]
     assert codes[:5] == [535] * 5 and codes[-1] == 421
+
+
+def test_plaintext_auth_networks() -> None:
+    # Loopback and unix sockets always; other addresses only in a listed network.
+    import ipaddress
+
+    from gateway.smtp_server import LOOPBACK, plaintext_auth_allowed
+
+    bridge = (*LOOPBACK, ipaddress.ip_network("172.16.0.0/12"))
+    assert plaintext_auth_allowed(("127.0.0.1", 5000), LOOPBACK)
+    assert plaintext_auth_allowed(("::1", 5000, 0, 0), LOOPBACK)
+    assert plaintext_auth_allowed("/run/sock", LOOPBACK)
+    assert not plaintext_auth_allowed(("172.18.0.1", 5000), LOOPBACK)
+    assert plaintext_auth_allowed(("172.18.0.1", 5000), bridge)
+    assert not plaintext_auth_allowed(("192.0.2.7", 5000), bridge)
+    assert not plaintext_auth_allowed(("not-an-ip", 1), bridge)
