@@ -18,6 +18,9 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # aiosmtpd logs every command at INFO with the addresses in clear ("sender: …",
+    # "recip: …"): ours log one masked line per message instead (handlers.smtp).
+    logging.getLogger("mail.log").setLevel(max(logging.WARNING, root.level))
 
 
 class RouteAccessLogger(AbstractAccessLogger):

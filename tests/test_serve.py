@@ -213,3 +213,20 @@ def test_bad_config_file_is_named(tmp_path: Path) -> None:
     out = subprocess.run([EXE, "serve"], env=dict(env, OPTOUT_CONFIG=str(cfg)),
                          capture_output=True, text=True, timeout=START_GUARD_S)
     assert out.returncode == 2 and "not valid TOML" in out.stderr
+
+
+def test_smtp_protocol_log_never_shows_addresses_in_clear() -> None:
+    # aiosmtpd's own logger would print every RCPT address at INFO; serve quiets it.
+    import logging
+
+    from gateway.logs import setup_logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        setup_logging("INFO")
+        assert not logging.getLogger("mail.log").isEnabledFor(logging.INFO)
+    finally:  # pytest's own capture handlers
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logging.getLogger("mail.log").setLevel(logging.NOTSET)
