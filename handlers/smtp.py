@@ -32,6 +32,7 @@ from suppression.errors import (
     InvalidRecipient,
     InvalidRequest,
     OptedOut,
+    SenderNotAllowed,
     StoreUnavailable,
 )
 from suppression.feedback import token_from_address
@@ -49,8 +50,7 @@ S451_STORE = "451 4.3.0 The suppression store is unavailable; try again later"
 S451_LOCAL_CONFIG = "451 4.3.5 The gateway cannot sign this message now; try again later"
 S554_BAD_MESSAGE = "554 5.6.0 {}"
 S451_LOCAL_ERROR = "451 4.3.0 Local error in processing; try again later"
-S553_SENDER_NOT_ALLOWED = ("553 5.7.1 Sender {} is not in this tenant's email_domains; "
-                           "send from one of its own domains")
+S553_SENDER_NOT_ALLOWED = "553 5.7.1 {}"
 S452_TOO_MANY = "452 4.5.3 Too many recipients in one message"
 S454_AUTH_TEMP = "454 4.7.0 Temporary authentication failure; try again later"
 S501_AUTH_SYNTAX = "501 5.5.2 Cannot decode the AUTH response"
@@ -130,13 +130,11 @@ class SmtpHandler:
         if key is None:
             if domain.lower() in self.tenant_domains:
                 return S530_AUTH_REQUIRED
-        else:
-            tenant = self.tenant(key.tenant)
-            # A tenant sends as itself: never as another tenant (or anyone else) through
-            # the shared upstream. A tenant without email_domains is not restricted.
-            if tenant is not None and tenant.email_domains and \
-                    domain.lower() not in tenant.email_domains:
-                return S553_SENDER_NOT_ALLOWED.format(_one_line(address) or "<>")
+        elif (tenant := self.tenant(key.tenant)) is not None:
+            try:
+                self.sender.check_sender(tenant, address)
+            except SenderNotAllowed as exc:
+                return S553_SENDER_NOT_ALLOWED.format(_one_line(exc.message))
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return S250_OK

@@ -48,6 +48,7 @@ from .errors import (
     GatewayError,
     InvalidRequest,
     OptedOut,
+    SenderNotAllowed,
     SharingProhibited,
     StoreUnavailable,
 )
@@ -112,6 +113,18 @@ class EmailSender:
         self.links = links
         self.recorder = recorder  # shared with SMS: records are written behind the reply
         self.clock_ms = clock_ms
+
+    # -- MAIL -----------------------------------------------------------------
+
+    @staticmethod
+    def check_sender(tenant: Tenant, mail_from: str) -> None:
+        """A tenant sends as itself: never as another tenant (or anyone else) through the
+        shared upstream. A tenant without ``email_domains`` is not restricted."""
+        domain = mail_from.rpartition("@")[2].lower()
+        if tenant.email_domains and domain not in tenant.email_domains:
+            raise SenderNotAllowed(
+                f"sender {mail_from or '<>'} is not in tenant {tenant.id}'s email_domains; "
+                "send from one of its own domains", field="mail_from")
 
     # -- RCPT -----------------------------------------------------------------
 
