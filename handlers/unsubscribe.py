@@ -22,8 +22,6 @@ write path (``opt_out``/``opt_in``, scoped to a topic where asked). Rules:
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -31,9 +29,10 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDictProxy
 
+from suppression import preferences
 from suppression.errors import StoreUnavailable
 from suppression.identifiers import mask
-from suppression.models import Channel, OptEvent, Reason, Source, scoped
+from suppression.models import Channel, OptEvent, Source
 from suppression.tenants import Tenant
 from suppression.tokens import TokenClaims
 
@@ -167,11 +166,10 @@ async def _leave(request: web.Request, target: Target, choice: Choice, via: str
     the mailbox provider's button promises the person no more mail from this sender."""
     c = target.claims
     scope = c.topic if choice == Choice.TOPIC else ""
-    reason = Reason.ONE_CLICK if choice == Choice.ONE_CLICK else Reason.UNSUBSCRIBE_CLICK
     try:
-        ev = await parts(request).service.opt_out(
-            c.tenant, c.channel, c.identifier, reason=reason, source=Source.WEB,
-            detail=_detail(target, via), scope=scope)
+        ev = await preferences.leave(parts(request).service, c, topic_only=bool(scope),
+                                     one_click=choice == Choice.ONE_CLICK,
+                                     detail=_detail(target, via))
     except StoreUnavailable:  # JournalFailed: not durable, so not acknowledged
         return pages.respond(pages.failed_page(target.who), 503, retry_after_s=RETRY_AFTER_S)
     _count(request, [ev])
@@ -189,17 +187,18 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
     if target is None:
         return _not_found()
     c = target.claims
-    names = [c.identifier] + ([scoped(c.identifier, c.topic)] if c.topic else [])
     try:
-        state = await parts(request).service.suppressed(c.tenant, c.channel, names)
+        state = await preferences.subscriptions(parts(request).service, c,
+                                                [c.topic] if c.topic else [])
     except StoreUnavailable:
         return pages.respond(pages.unsubscribe_unavailable_page(
             target.who, topic_label=target.topic_label), 503, retry_after_s=RETRY_AFTER_S)
     # Relative, so the link survives a reverse proxy that mounts us under a prefix.
     prefs = f"../preferences/{request.match_info['token']}" if target.topics else None
     return pages.respond(pages.unsubscribe_page(
-        target.who, topic_label=target.topic_label, topic_done=c.topic != "" and state[-1],
-        all_done=state[0], prefs_href=prefs))
+        target.who, topic_label=target.topic_label,
+        topic_done=state.topics_off.get(c.topic, False), all_done=state.all_off,
+        prefs_href=prefs))
 
 
 @routes.post("/u/{token}")
@@ -227,16 +226,16 @@ async def preferences_page(request: web.Request) -> web.Response:
     target = _target(request)
     if target is None:
         return _not_found()
-    c, topics = target.claims, target.topics
-    names = [c.identifier, *(scoped(c.identifier, t) for t in topics)]
+    topics = target.topics
     try:
-        state = await parts(request).service.suppressed(c.tenant, c.channel, names)
+        state = await preferences.subscriptions(parts(request).service, target.claims,
+                                                list(topics))
     except StoreUnavailable:
         return pages.respond(pages.preferences_unavailable_page(target.who), 503,
                              retry_after_s=RETRY_AFTER_S)
-    subscribed = [t for t, off in zip(topics, state[1:], strict=True) if not off]
+    subscribed = [t for t in topics if not state.topics_off[t]]
     return pages.respond(pages.preferences_page(target.who, topics, subscribed,
-                                                all_done=state[0]))
+                                                all_done=state.all_off))
 
 
 @routes.post("/preferences/{token}")
@@ -260,23 +259,11 @@ async def save_preferences(request: web.Request) -> web.Response:
 
 
 async def _save(request: web.Request, target: Target, sub: Submitted) -> web.Response:
-    c, service = target.claims, parts(request).service
-    detail = _detail(target, "preference_centre")
-    # Changes relative to what the page showed, not to the store: no read is needed (the
-    # save works during an outage) and a stale page never undoes a later unsubscribe.
-    calls: list[Awaitable[OptEvent]] = []
-    for topic in target.topics:
-        if topic in sub.shown and topic not in sub.topics:
-            calls.append(service.opt_out(c.tenant, c.channel, c.identifier,
-                                         reason=Reason.UNSUBSCRIBE_CLICK, source=Source.WEB,
-                                         detail=detail, scope=topic))
-        elif topic in sub.topics and topic not in sub.shown:
-            calls.append(service.opt_in(c.tenant, c.channel, c.identifier,
-                                        reason=Reason.OPT_IN_PREFERENCES, source=Source.WEB,
-                                        detail=detail, scope=topic))
     try:
-        # Concurrent calls share one journal write and fsync (the service's group commit).
-        events = list(await asyncio.gather(*calls))
+        events = await preferences.save(parts(request).service, target.claims,
+                                        list(target.topics), shown=sub.shown,
+                                        wanted=sub.topics,
+                                        detail=_detail(target, "preference_centre"))
     except StoreUnavailable:  # JournalFailed: not durable, so not acknowledged
         return pages.respond(pages.failed_page(target.who), 503, retry_after_s=RETRY_AFTER_S)
     _count(request, events)
