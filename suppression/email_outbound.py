@@ -176,7 +176,8 @@ class EmailSender:
         ``StoreUnavailable`` before anything is relayed if the store cannot answer."""
         tenant = sub.tenant
         topic = None if sub.transactional else em.message_topic(sub.data, tenant.topics)
-        digests = [_relay_digest(tenant.id, sub.mail_from, r, sub.data) for r in sub.recipients]
+        body = hashlib.blake2b(sub.data, digest_size=16).digest()  # once, not per recipient
+        digests = [_relay_digest(tenant.id, sub.mail_from, r, body) for r in sub.recipients]
         refusals, done = await self._refusals(tenant, sub.recipients, topic=topic,
                                               transactional=sub.transactional, digests=digests)
         refusals = await self._sharing_guard(sub, refusals)
@@ -354,11 +355,12 @@ def _refuse_bare_cr(data: bytes) -> None:
                              "end every line with CRLF")
 
 
-def _relay_digest(tenant: str, mail_from: str, rcpt: str, data: bytes) -> str:
+def _relay_digest(tenant: str, mail_from: str, rcpt: str, body_digest: bytes) -> str:
+    """Names one (sender, recipient, message) relay; the message enters as its digest."""
     h = hashlib.blake2b(digest_size=16)
     for part in (tenant.encode(), mail_from.encode(), rcpt.encode()):
         h.update(len(part).to_bytes(4, "big") + part)
-    h.update(data)
+    h.update(body_digest)
     return h.hexdigest()
 
 
