@@ -55,7 +55,6 @@ from .errors import (
 from .identifiers import mask, normalize_email
 from .models import HARD_BOUNCE_SCOPE, Channel, iso_ms, now_ms, scoped
 from .outbound import MessageRecorder
-from .outbound import erased_subject as erased
 from .service import SuppressionService
 from .store import MessageRecord
 from .tenants import Tenant
@@ -322,8 +321,6 @@ class EmailSender:
     async def _record(self, sub: Submission, message_id: str, rcpt: str, outcome: str,
                       code: str | None, *, reply: str | None = None) -> None:
         """A message record per recipient (best effort: never fails the relay)."""
-        if code == "opted_out" and await erased(self.store, sub.tenant.id, Channel.EMAIL, rcpt):
-            return  # an erased person: a record would bring the plaintext address back
         at = self.clock_ms()
         record = {"id": message_id, "at": iso_ms(at), "tenant": sub.tenant.id,
                   "from": sub.mail_from, "to": rcpt,

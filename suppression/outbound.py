@@ -379,9 +379,6 @@ class SmsSender:
         to = approved.to if approved else _phone_or_none(req.to, req.tenant.default_region)
         if to is None:
             return  # an invalid number has no bucket to keep a record in
-        if code == "opted_out" and \
-                await erased_subject(self.store, req.tenant.id, Channel.SMS, to):
-            return  # an erased person: a record would bring the plaintext number back
         now = self.clock()
         record = {"id": message_id, "at": now.isoformat(timespec="milliseconds")
                   .replace("+00:00", "Z"), "tenant": req.tenant.id,
@@ -396,15 +393,6 @@ class SmsSender:
             await self.recorder.write_now(item)  # the cap's next decision must count it
         else:
             await self.recorder.add(item)
-
-
-async def erased_subject(store: RedisStore, tenant: str, channel: Channel, identifier: str) -> bool:
-    """Is this an erased subject (kept only as a keyed hash)? Unknown counts as yes: a
-    missing record is harmless, a plaintext copy of an erased identifier is not."""
-    try:
-        return await store.erased(tenant, channel, identifier) is not None
-    except StoreUnavailable:
-        return True
 
 
 def _phone_or_none(raw: str, region: str = "US") -> str | None:

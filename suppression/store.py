@@ -324,17 +324,21 @@ class RedisStore:
 
     async def record_messages(self, items: Sequence[MessageRecord], *, keep_sends: int = 3
                               ) -> None:
-        """Several send attempts in one pipeline (``record_message.lua`` each)."""
+        """Several send attempts in one pipeline (``record_message.lua`` each). An erased
+        identifier gets no record, whatever the outcome: the script checks its hashed
+        entry in the same call."""
         commands = []
         for r in items:
             bucket = keys.bucket_of(r.identifier)
             line = f"{r.at_ms}|{json.dumps(r.record, separators=(',', ':'))}"
             commands.append(("EVALSHA", *self._message.args(
                 [keys.sends(r.tenant, r.channel, bucket),
-                 keys.messages(r.tenant, r.channel, bucket)],
+                 keys.messages(r.tenant, r.channel, bucket),
+                 keys.suppressions(r.tenant, r.channel, bucket)],
                 [codec.encode_field(r.channel, r.identifier),
                  str(r.at_ms // 1000) if r.marketing_sent else "", line,
-                 r.at_ms - r.retention_ms, keep_sends])))
+                 r.at_ms - r.retention_ms, keep_sends,
+                 self.erased_field(r.tenant, r.channel, r.identifier)])))
         if commands:
             budget = max(self.op_timeout_s, 0.0005 * len(commands))
             await self._call("record_message", partial(self._pipeline, commands), budget)

@@ -1,7 +1,10 @@
 -- Record one send attempt and, for a marketing text that was sent, its time for caps.
--- KEYS[1] sends hash, KEYS[2] message records list (same bucket)
+-- KEYS[1] sends hash, KEYS[2] message records list, KEYS[3] suppression hash (same bucket)
 -- ARGV: 1 field, 2 send time in s ('' unless a marketing text was sent), 3 record,
---       4 retention cutoff in ms, 5 how many send times to keep
+--       4 retention cutoff in ms, 5 how many send times to keep, 6 the identifier's
+--       erased-entry field or ''
+-- Returns 1, or 0 when the identifier is erased: a record would name the person again.
+if ARGV[6] ~= '' and redis.call('HEXISTS', KEYS[3], ARGV[6]) == 1 then return 0 end
 if ARGV[2] ~= '' then
   local times = {}
   local cur = redis.call('HGET', KEYS[1], ARGV[1])
