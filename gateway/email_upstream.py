@@ -121,6 +121,15 @@ def _shut_down() -> EmailUpstreamFailed:
                                "Retry later.")
 
 
+def _check_sendable(msg: OutboundEmail, *, closed: bool) -> None:
+    """What every transport refuses before touching a file or a socket."""
+    if closed:
+        raise _shut_down()
+    refused = _bad_address(msg)
+    if refused is not None:
+        raise refused
+
+
 def _bad_address(msg: OutboundEmail) -> EmailRecipientRefused | None:
     """Control characters in an address would forge commands or headers: refused
     for good (RFC 3463 5.1.7 bad sender, 5.1.3 bad recipient syntax)."""
@@ -166,11 +175,7 @@ class FileEmailUpstream:
         return f"FileEmailUpstream(dir={str(self.directory)!r})"
 
     async def send(self, msg: OutboundEmail) -> EmailAccepted:
-        if self._closed:
-            raise _shut_down()
-        refused = _bad_address(msg)
-        if refused is not None:
-            raise refused
+        _check_sendable(msg, closed=self._closed)
         if not _ID_RE.fullmatch(msg.id):
             raise EmailUpstreamFailed(f"The message id {msg.id[:40]!r} cannot name an outbox "
                                       "file; the message was not relayed.")
@@ -305,11 +310,7 @@ class SmtpEmailUpstream:
                 f"timeout_s={self.timeout_s:g})")
 
     async def send(self, msg: OutboundEmail) -> EmailAccepted:
-        if self._closed:
-            raise _shut_down()
-        refused = _bad_address(msg)
-        if refused is not None:
-            raise refused
+        _check_sendable(msg, closed=self._closed)
         async with self._slots:
             smtp, reused = await self._checkout(msg)
             try:
