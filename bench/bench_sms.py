@@ -18,12 +18,18 @@ Processes (all on 127.0.0.1, all started and stopped here):
   speaking the generic JSON API, answers ``200 {"id", "status"}`` and counts what it
   accepted; see ``serve_provider`` for why it is not an aiohttp app);
 * an aiohttp hello-world server (this script with ``--serve-hello``: ``POST /`` answers
-  ``Hello, world``), the baseline.
+  ``Hello, world``), the baseline;
+* the I/O skeleton (this script with ``--serve-skeleton``, as many processes as
+  ``--workers``, sharing a port with SO_REUSEPORT): per send, what the gateway does with no
+  policy at all on the same libraries (aiohttp server, one Redis command through the
+  gateway's own client, one POST to the provider, a JSON reply) - the bound any gateway on
+  this stack and these cores starts from.
 
 (a) send throughput: ``--clients`` concurrent aiohttp clients (one session, keep-alive) POST
 ``/v1/sms/messages`` back to back for ``--warmup`` + ``--duration`` s; requests completing in
 the timed window are counted (req/s, p50/p99 from request start to the body read). The same
-client, with the same JSON body, drives the hello-world server in the same run. Phases:
+client, with the same JSON bodies, drives the hello-world server and then the I/O skeleton
+in the same run. Gateway phases:
 
 * marketing: the recipients are valid US numbers whose local time is inside 08:00-21:00 in
   every zone of their area code now and in 15 minutes (no FL/OK area codes, so no 3-per-24h
@@ -67,8 +73,8 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,6 +96,7 @@ TENANT = "bench"
 SENDER = "+14155550100"
 TWILIO_TOKEN = "bench-twilio-token"
 GOAL_RATIO, GOAL_SEND_P99_MS, GOAL_STOP_P99_MS = 0.3, 20.0, 5.0
+SKELETON = "I/O skeleton, no policy (bound)"
 HELLO = b"Hello, world"
 Pids = dict[str, int | list[int]]
 
@@ -172,6 +179,50 @@ def serve_hello(port: int) -> None:
     app.router.add_post("/", hello)
     app.router.add_get("/", hello)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def serve_skeleton(port: int, redis_url: str, provider_port: int) -> None:
+    """The gateway's I/O and nothing else, on the same libraries: aiohttp server, one Redis
+    command through the gateway's own client (``make_client``: hiredis, blocking pool,
+    250 ms budget), one POST to the provider through a keep-alive aiohttp session, a JSON
+    reply. No authentication, validation, policy or record: what any gateway built on this
+    stack pays per send before its first rule, measured on the same cores."""
+    from aiohttp import web
+
+    from gateway.redis_client import make_client
+
+    provider = f"http://127.0.0.1:{provider_port}/messages"
+    ids = itertools.count(1)
+
+    async def send(request: web.Request) -> web.Response:
+        data = await request.json()
+        state = request.app["redis"]
+        await state.hget("skeleton:suppressions", data["to"])
+        message_id = f"SM{next(ids):032x}"
+        async with request.app["session"].post(provider, json={
+                "id": message_id, "tenant": TENANT, "to": data["to"], "from": data["from"],
+                "body": data["body"], "category": data["category"]}) as resp:
+            upstream = await resp.json()
+        return web.json_response({"id": message_id, "status": "sent", "to": data["to"],
+                                  "upstream_id": upstream["id"]}, status=202)
+
+    async def ready(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        app["redis"] = make_client(redis_url)
+        app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+        yield
+        await app["session"].close()
+        await app["redis"].aclose()
+
+    app = web.Application()
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/v1/sms/messages", send)
+    app.router.add_get("/", ready)
+    # reuse_port: with --workers N, N skeleton processes share the port as the workers do.
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None,
+                reuse_port=True)
 
 
 # -- process plumbing --------------------------------------------------------------------------
@@ -557,6 +608,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="Redis on a unix socket (as the embedded default) instead of TCP")
     p.add_argument("--serve-provider", type=int, help=argparse.SUPPRESS)
     p.add_argument("--serve-hello", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--serve-skeleton", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     for name in ("clients", "recipients"):
         if not 1 <= getattr(args, name) <= 100_000:
@@ -580,7 +632,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def row(r: Result, base: Result | None) -> list[str]:
     ratio = f"{r.rps / base.rps:.2f}x" if base is not None and base.rps else ""
     cpu = ", ".join(f"{k} {v:.2f}" for k, v in r.cpu.items() if v >= 0.01)
-    server = "hello" if "hello" in r.cpu_s else "gateway"
+    server = next((k for k in ("hello", "skeleton") if k in r.cpu_s), "gateway")
     return [r.name, fmt(r.rps, 0), ratio, fmt(r.p(50), 2), fmt(r.p(99), 2),
             fmt(r.cpu_ms_per_request(server), 3), cpu]
 
@@ -592,6 +644,8 @@ class Procs:
     provider_url: str
     pids: Pids  # client, gateway (all its processes), provider, redis
     hello_pids: Pids  # client, hello
+    skeleton_url: str
+    skeleton_pids: Pids  # client, skeleton, provider, redis
 
 
 async def phase_send(args: argparse.Namespace, session: aiohttp.ClientSession,
@@ -623,6 +677,9 @@ async def phase_send(args: argparse.Namespace, session: aiohttp.ClientSession,
     kw = dict(clients=args.clients, warmup=args.warmup, duration=args.duration)
     results = [await closed_loop("aiohttp hello-world (baseline)", session, p.hello_url,
                                  t_bodies, json_h, 200, pids=p.hello_pids, **kw)]
+    await check_one(session, p.skeleton_url, t_bodies[0], json_h, 202)
+    results.append(await closed_loop(SKELETON, session, p.skeleton_url, t_bodies, json_h, 202,
+                                     pids=p.skeleton_pids, **kw))
     if marketing:
         results.append(await closed_loop("gateway send, marketing", session, send_url,
                                          m_bodies, send_h, 202, pids=p.pids, **kw))
@@ -711,6 +768,10 @@ def report_send(args: argparse.Namespace, all_results: Sequence[Result], accepte
           "warm-up and checks)")
     for r in results[1:]:
         ratio = r.rps / base.rps if base.rps else 0.0  # closed loop only
+        if r.name == SKELETON:
+            print(f"{r.name}: ratio {ratio:.2f}, p99 {r.p(99):.1f} ms: what the same I/O "
+                  "costs with no policy at all")
+            continue
         print(f"{r.name}: ratio {ratio:.2f} (goal >= {GOAL_RATIO}): "
               f"{'MET' if ratio >= GOAL_RATIO else 'MISSED'}; p99 {r.p(99):.1f} ms "
               f"(goal <= {GOAL_SEND_P99_MS:g}): "
@@ -761,15 +822,24 @@ async def run(args: argparse.Namespace, redis_url: str, redis_pid: int, workdir:
     hello_url = f"http://127.0.0.1:{hello_port}/"
     provider_url = f"http://127.0.0.1:{provider_port}/stats"
     results: list[Result] = []
+    skeleton_port = free_port()
+    skeleton_url = f"http://127.0.0.1:{skeleton_port}/"
     with child([*me, "--serve-hello", str(hello_port)], env, workdir / "hello.log",
                hello_url) as hello, \
             child([*me, "--serve-provider", str(provider_port)], env, workdir / "provider.log",
                   provider_url) as provider, \
+            ExitStack() as skeletons, \
             gateway(redis_url, provider_port, workdir, args.workers) as gw:
+        skeleton = [skeletons.enter_context(child(
+            [*me, "--serve-skeleton", str(skeleton_port), redis_url, str(provider_port)], env,
+            workdir / f"skeleton-{i}.log", skeleton_url)) for i in range(args.workers)]
         procs = Procs(gw, hello_url, provider_url,
                       {"client": os.getpid(), "gateway": process_tree(gw.pid),
                        "provider": provider.pid,
-                       "redis": redis_pid}, {"client": os.getpid(), "hello": hello.pid})
+                       "redis": redis_pid}, {"client": os.getpid(), "hello": hello.pid},
+                      skeleton_url + "v1/sms/messages",
+                      {"client": os.getpid(), "skeleton": [s.pid for s in skeleton],
+                       "provider": provider.pid, "redis": redis_pid})
         connector = aiohttp.TCPConnector(limit=args.clients + 50, limit_per_host=args.clients)
         async with aiohttp.ClientSession(connector=connector) as session:
             if not args.stop_only:
@@ -797,6 +867,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.serve_hello:
         serve_hello(args.serve_hello)
+        return 0
+    if args.serve_skeleton:
+        port, redis_url, provider_port = args.serve_skeleton
+        serve_skeleton(int(port), redis_url, int(provider_port))
         return 0
     for name in list(os.environ):
         if name.startswith("OPTOUT_"):
