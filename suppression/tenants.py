@@ -130,6 +130,14 @@ class Tenant(BaseModel):
         return ContentRules(self.blocked_terms, self.blocked_patterns, self.blocked_domains)
 
     def reply(self, kind: Literal["opt_out", "opt_in", "help", "confirm_opt_in"]) -> str:
+        """The reply text. A ``help_text`` that already starts with "<brand>:" (as in
+        CONTRACT.md's example) is not prefixed with the brand a second time by a template
+        reading "{brand}: {help_text}" (the default HELP reply)."""
         template: str = getattr(self.sms_replies, kind)
-        return template.format(brand=self.brand, help_text=self.help_text,
+        help_text = self.help_text
+        named = f"{self.brand}:"
+        if "{brand}: {help_text}" in template and help_text.casefold().startswith(
+                named.casefold()):
+            help_text = help_text[len(named):].lstrip()
+        return template.format(brand=self.brand, help_text=help_text,
                                frequency=self.frequency)

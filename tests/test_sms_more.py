@@ -26,6 +26,7 @@ from twilio.rest import Client
 
 from gateway.sms_upstream import basic_authorization, sms_upstream_from_url
 from suppression.models import Channel
+from suppression.tenants import SmsReplies, Tenant
 
 SENDER = "+14155550100"  # acme's first number
 SENDER2 = "+14155550101"  # acme's second number
@@ -872,3 +873,18 @@ async def test_twilio_webhook_non_utf8_and_oversize_are_client_errors(sgw: Gatew
     status, text = await webhook(sgw, "STOP " + "x" * 2000, "+12125550177")
     assert status == 200 and "<Response>" in text
     assert await suppression(sgw, key, "+12125550177") is None
+
+
+def test_help_text_naming_the_brand_is_not_prefixed_twice() -> None:
+    # CONTRACT.md's example help_text starts with the brand; the default HELP reply
+    # ("{brand}: {help_text} ...") must not read "Acme Co: Acme Co: ...".
+    named = Tenant(id="acme", brand="Acme Co",
+                   help_text="Acme Co: help at acme.example/help or 1-800-555-0100.")
+    assert named.reply("help") == ("Acme Co: help at acme.example/help or 1-800-555-0100. "
+                                   "Reply STOP to opt out. Msg & data rates may apply.")
+    plain = Tenant(id="acme", brand="Acme Co", help_text="Help at acme.example/help.")
+    assert plain.reply("help").startswith("Acme Co: Help at acme.example/help. Reply STOP")
+    # A template that does not put the brand right before the help text keeps it whole.
+    custom = Tenant(id="acme", brand="Acme Co", help_text="Acme Co: call 1-800-555-0100.",
+                    sms_replies=SmsReplies(help="{help_text} STOP to end."))
+    assert custom.reply("help") == "Acme Co: call 1-800-555-0100. STOP to end."
