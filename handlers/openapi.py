@@ -112,8 +112,10 @@ OPERATIONS: tuple[Op, ...] = (
        headers=(("X-Twilio-Signature", True, "HMAC-SHA1 by the tenant's auth token"),),
        content=("application/xml", {"type": "string"}),
        error_schema={"type": "string"}, errors=(400, 403, 404, 503)),
-    Op("get", "/v1/messages", "Every send attempt to one number", "read",
-       query=(("to", True, "phone number"),), content=("application/json", ITEMS)),
+    Op("get", "/v1/messages", "Every send attempt to one recipient", "read",
+       query=(("to", True, "phone number or email address"),
+              ("channel", False, "sms or email; default: email if 'to' has '@', else sms")),
+       content=("application/json", ITEMS)),
     Op("get", "/v1/review", "Inbound replies that may be opt-outs, newest first", "read",
        query=(("limit", False, "1-1000, default 100"),), content=("application/json", ITEMS)),
     Op("post", "/v1/exports", "Export datasets (JSON lines or CSV, streamed; X-Export-Records "

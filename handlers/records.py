@@ -6,10 +6,10 @@ from aiohttp import web
 
 from suppression.apikeys import Scope
 from suppression.errors import InvalidRecipient, InvalidRequest
-from suppression.identifiers import normalize_phone
+from suppression.identifiers import normalize
 from suppression.models import Channel
 
-from .admin import parse_limit
+from .admin import _channel, parse_limit
 from .auth import authenticate
 from .context import parts
 
@@ -18,18 +18,24 @@ routes = web.RouteTableDef()
 
 @routes.get("/v1/messages")
 async def messages(request: web.Request) -> web.Response:
-    """Every send attempt to one number (time, outcome, refusal code or upstream id)."""
+    """Every send attempt to one recipient (time, outcome, refusal code or upstream id).
+
+    ``to``: a phone number or an email address. ``channel`` (sms|email) may be given; by
+    default an address with '@' is email and anything else a phone number."""
     key = await authenticate(request, Scope.READ)
     raw = request.query.get("to")
     if not raw:
         raise InvalidRequest("'to' is required", field="to")
+    given = request.query.get("channel")
+    channel = _channel(given) if given is not None else (
+        Channel.EMAIL if "@" in raw else Channel.SMS)
     tenant = parts(request).settings.tenant(key.tenant)
     try:
-        to = normalize_phone(raw, tenant.default_region if tenant else "US")
+        to = normalize(channel, raw, default_region=tenant.default_region if tenant else "US")
     except InvalidRecipient as exc:
         exc.field = exc.field or "to"
         raise
-    items = await parts(request).store.message_records(key.tenant, Channel.SMS, to)
+    items = await parts(request).store.message_records(key.tenant, channel, to)
     return web.json_response({"items": items})
 
 

@@ -296,6 +296,28 @@ async def test_message_records_per_recipient(relay: Relay) -> None:
     assert rec["upstream_reply"] and rec["category"] == "marketing"
 
 
+async def test_email_message_records_through_the_ops_api(relay: Relay) -> None:
+    # GET /v1/messages reads email records too: the channel follows from the '@' (or is
+    # given); a bad channel is 422 naming it; another tenant sees nothing.
+    await relay.send([ANN], message())
+    key = await relay.gw.key(scopes="read")
+    for query in ({"to": "ann@Example.COM"}, {"to": ANN, "channel": "email"}):
+        r = await relay.gw.http.get("/v1/messages", params=query, headers=relay.gw.auth(key))
+        assert r.status == 200, await r.text()
+        (rec,) = (await r.json())["items"]
+        assert rec["to"] == ANN and rec["outcome"] == "sent" and rec["upstream_reply"]
+    r = await relay.gw.http.get("/v1/messages", params={"to": ANN, "channel": "fax"},
+                                headers=relay.gw.auth(key))
+    assert r.status == 422 and (await r.json())["error"]["field"] == "channel"
+    r = await relay.gw.http.get("/v1/messages", params={"to": ANN, "channel": "sms"},
+                                headers=relay.gw.auth(key))
+    assert r.status == 422 and (await r.json())["error"]["field"] == "to"
+    other = await relay.gw.key("globex", scopes="read")
+    r = await relay.gw.http.get("/v1/messages", params={"to": ANN},
+                                headers=relay.gw.auth(other))
+    assert r.status == 200 and (await r.json())["items"] == []
+
+
 async def test_mailto_unsubscribe_needs_no_auth(relay: Relay) -> None:
     # Mail to unsubscribe+TOKEN@ (from the subscriber, no AUTH) suppresses with reason mailto;
     # a forged token is accepted the same way and changes nothing.
