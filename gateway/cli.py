@@ -103,7 +103,7 @@ async def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
                                                 limit=args.limit, query=args.q)
     _emit(args, [i.to_json() for i in items],
           ["identifier", "reason", "source", "scope", "created_at"])
-    if cursor and not args.json:
+    if cursor:  # on stderr, so --json's stdout stays one JSON object per line
         print(f"more: --cursor {cursor}", file=sys.stderr)
     return 0
 
@@ -223,7 +223,20 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_transfer import add_transfer_commands
 
     add_transfer_commands(sup, common)
+    _config_after_command(parser)
     return parser
+
+
+def _config_after_command(parser: argparse.ArgumentParser) -> None:
+    """Accept ``--config`` after the command too (``optout-gateway serve --config f``), as
+    operators write it. SUPPRESS: a command parser that did not see it leaves the value
+    given before the command in place."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                command.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                                     help="TOML settings/tenants file (OPTOUT_CONFIG)")
+                _config_after_command(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -405,3 +405,38 @@ def test_iter_rows_from_path(tmp_path: Path) -> None:
         (2, "+14155550101", "manual"), (4, "+14155550102", None)]
     spaced = io.StringIO("Name,Mobile Phone,Phone Number\nAnn,x,+14155550101\n")
     assert [r.identifier for r in iter_rows(spaced, "csv")] == ["+14155550101"]
+
+
+def test_config_before_or_after_the_command(cli: Any, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # Operators write `optout-gateway serve --config f.toml` as often as
+    # `optout-gateway --config f.toml serve`: both name the file.
+    path = write(tmp_path / "other.toml", '[tenants.initech]\nbrand = "Initech"\n')
+    monkeypatch.delenv("OPTOUT_CONFIG")
+    code, _, err = cli("suppressions", "add", "+12125550100", "--tenant", "initech",
+                       "--channel", "sms")
+    assert code == 2 and "unknown tenant 'initech'" in err
+    code, _, err = cli("suppressions", "add", "+12125550100", "--tenant", "initech",
+                       "--channel", "sms", "--config", path)
+    assert code == 0, err
+    code, out, err = cli("keys", "create", "--tenant", "initech", "--scopes", "read",
+                         "--config", path)
+    assert code == 0 and out.strip(), err
+    code, out, err = cli("--config", path, "suppressions", "check", "--tenant", "initech",
+                         "--channel", "sms", "--json", "+12125550100")
+    assert code == 0 and json.loads(out)["suppressed"], err
+
+
+def test_json_list_pages_with_the_cursor_on_stderr(cli: Any) -> None:
+    # --json keeps stdout one JSON object per line; the next page's cursor goes to stderr
+    # in both modes, so a script can page through the list.
+    for number in numbers(3, start=300):
+        assert cli("suppressions", "add", number, "--tenant", "acme", "--channel", "sms")[0] == 0
+    code, out, err = cli("suppressions", "list", "--tenant", "acme", "--channel", "sms",
+                         "--limit", "2", "--json")
+    assert code == 0 and len(out.splitlines()) == 2
+    cursor = err.split("more: --cursor ", 1)[1].split()[0]
+    code, out, err = cli("suppressions", "list", "--tenant", "acme", "--channel", "sms",
+                         "--limit", "2", "--json", "--cursor", cursor)
+    seen = [json.loads(line)["identifier"] for line in out.splitlines()]
+    assert code == 0 and len(seen) == 1 and "more:" not in err
