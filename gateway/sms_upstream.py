@@ -242,11 +242,12 @@ class _HttpUpstream:
         return self._session
 
     def _failed(self, msg: OutboundSms, what: str, *, status: int | None = None,
-                code: int | None = None) -> UpstreamFailed:
+                code: int | None = None, maybe_delivered: bool = False) -> UpstreamFailed:
         log.warning("SMS %s to %s not accepted by %s: %s", msg.id, mask(Channel.SMS, msg.to),
                     self._origin, what)
         return UpstreamFailed(f"The SMS upstream {self._origin} {what}; the message was not "
-                              "sent.", upstream_status=status, upstream_code=code)
+                              "sent.", upstream_status=status, upstream_code=code,
+                              maybe_delivered=maybe_delivered)
 
     async def _post(self, msg: OutboundSms, url: URL, authorization: str | None,
                     **body: Any) -> tuple[int, str, bytes]:
@@ -257,16 +258,21 @@ class _HttpUpstream:
             async with session.post(url, headers=headers, allow_redirects=False,
                                     **body) as resp:
                 return resp.status, resp.reason or "", await resp.read()
+        # Before the request could be sent (TLS, connect) the text surely did not go out;
+        # after it, without an answer, it may have (maybe_delivered).
         except TimeoutError:  # aiohttp's timeouts subclass it
-            raise self._failed(msg, f"did not answer within {self.timeout_s:g} s") from None
+            raise self._failed(msg, f"did not answer within {self.timeout_s:g} s",
+                               maybe_delivered=True) from None
         except aiohttp.ClientSSLError as exc:
             raise self._failed(msg, f"failed the TLS handshake ({type(exc).__name__})") from None
         except aiohttp.ClientConnectorError as exc:
             raise self._failed(msg, f"could not be reached ({_connect_reason(exc)})") from None
         except aiohttp.ServerDisconnectedError:
-            raise self._failed(msg, "closed the connection without answering") from None
+            raise self._failed(msg, "closed the connection without answering",
+                               maybe_delivered=True) from None
         except aiohttp.ClientError as exc:
-            raise self._failed(msg, f"failed ({type(exc).__name__})") from None
+            raise self._failed(msg, f"failed ({type(exc).__name__})",
+                               maybe_delivered=True) from None
 
     async def close(self) -> None:
         self._closed = True

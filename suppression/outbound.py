@@ -85,7 +85,9 @@ class Approved:
     body: str
     category: Category
     footer_added: bool = False
-    capped: bool = False  # marketing to a number with a per-24 h cap: record before answering
+    # Marketing to a number with a per-24 h cap (FL/OK): send() takes one of its slots in
+    # Redis before the upstream is called.
+    cap: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +153,6 @@ class MessageRecorder:
         self._queue.append(item)
         self._queued += 1
         self._start()
-
-    async def write_now(self, item: MessageRecord) -> None:
-        """Write one record before returning (best effort, like the queued ones)."""
-        await self._store([item])
 
     async def flush(self) -> None:
         if self._done >= self._queued:
@@ -240,8 +238,8 @@ class SmsSender:
             raise OptedOut(f"{to} opted out of messages from {req.tenant.brand} (replied STOP "
                            "or was suppressed); nothing was sent", field="to")
         if req.category == "marketing":
-            capped = self._check_marketing(to, now, consent, sends)
-            approved = replace(approved, capped=capped)
+            cap = self._check_marketing(to, now, consent, sends)
+            approved = replace(approved, cap=cap)
         violation = req.tenant.content_rules.violation(req.body)
         if violation is not None:
             await self._keep_blocked(req, approved.id)
@@ -259,8 +257,8 @@ class SmsSender:
         return approved
 
     def _check_marketing(self, to: str, now: datetime, consent: tuple[int, int] | None,
-                         sends: list[int]) -> bool:
-        """Raise the first marketing refusal; else whether a per-24 h cap applies."""
+                         sends: list[int]) -> int | None:
+        """Raise the first marketing refusal; else the per-24 h cap that applies, if any."""
         if consent is not None and consent[0] == CONSENT_PENDING:
             raise NoConsent(f"consent for {to} is pending confirmation: the person has not yet "
                             "replied YES to the confirmation text (double opt-in); nothing "
@@ -280,15 +278,8 @@ class SmsSender:
                              f"({where}); retry after {when}", field="to",
                              retry_at_ms=None if retry == quiet_hours.NEVER else _ms(retry))
         if rules.max_per_24h is not None:
-            recent = sorted(t for t in sends if now.timestamp() - t < DAY_S)
-            if len(recent) >= rules.max_per_24h:
-                retry_at = datetime.fromtimestamp(recent[-rules.max_per_24h] + DAY_S, UTC)
-                raise FrequencyCapped(
-                    f"{rules.state_rule} law allows {rules.max_per_24h} marketing texts per "
-                    f"24 hours to this number; retry after "
-                    f"{retry_at.isoformat(timespec='seconds').replace('+00:00', 'Z')}",
-                    field="to", retry_at_ms=_ms(retry_at))
-        return rules.max_per_24h is not None
+            _check_cap(to, now, sends, rules.max_per_24h)
+        return rules.max_per_24h
 
     async def _keep_blocked(self, req: SmsRequest, message_id: str) -> None:
         ttl = req.tenant.blocked_content_retention_days * DAY_S
@@ -300,8 +291,11 @@ class SmsSender:
     async def send(self, req: SmsRequest) -> SentSms:
         """Decide, hand over to the upstream, record the attempt. Raises on refusal."""
         message_id = new_message_id()
+        reserved: int | None = None
         try:
             approved = await self.decide(req, message_id=message_id)
+            if approved.cap is not None:
+                reserved = await self._reserve_slot(approved, approved.cap)
         except Refused as exc:
             await self._record(req, message_id, None, outcome="refused", code=exc.code)
             raise
@@ -309,7 +303,8 @@ class SmsSender:
             accepted = await self.upstream.send(OutboundSms(
                 approved.id, approved.tenant, approved.to, approved.from_, approved.body,
                 approved.category))
-        except UpstreamRecipientOptedOut:
+        except UpstreamRecipientOptedOut as exc:
+            await self._release_slot(approved, reserved, exc)
             # The carrier says the person replied STOP: honour it here from now on.
             await self.service.opt_out(req.tenant.id, Channel.SMS, approved.to,
                                        reason=Reason.STOP_KEYWORD, source=Source.UPSTREAM,
@@ -319,11 +314,41 @@ class SmsSender:
                            "suppression is now recorded and nothing was sent",
                            field="to") from None
         except UpstreamFailed as exc:
+            await self._release_slot(approved, reserved, exc)
             await self._record(req, message_id, approved, outcome="failed", code=exc.code)
             raise
         await self._record(req, message_id, approved, outcome="sent",
                            upstream_id=accepted.upstream_id)
         return SentSms(approved, accepted.upstream_id)
+
+    async def _reserve_slot(self, approved: Approved, cap: int) -> int:
+        """Take one of the number's capped slots in Redis (counted and taken in one call),
+        so concurrent sends and other workers cannot each pass a cap decide() read as open.
+        Returns the reserved time (s); raises FrequencyCapped or, for a number erased
+        since decide() read it, OptedOut."""
+        now = self.clock()
+        at_s = int(now.timestamp())
+        got = await self.store.reserve_send(approved.tenant, Channel.SMS, approved.to,
+                                            at_s=at_s, cap=cap, window_s=DAY_S)
+        if got.erased:
+            raise OptedOut(f"{approved.to} opted out (erased); nothing was sent", field="to")
+        if not got.taken:
+            _check_cap(approved.to, now, got.times, cap)
+        return at_s
+
+    async def _release_slot(self, approved: Approved, reserved: int | None,
+                            exc: Exception) -> None:
+        """Give the slot back when the text surely did not go out (an HTTP error answer,
+        Twilio 21610, a provider that could not be reached). A timeout or a connection
+        dropped after the request keeps it (``maybe_delivered``): the provider may have
+        delivered the text, and the cap must never be exceeded."""
+        if reserved is None or (isinstance(exc, UpstreamFailed) and exc.maybe_delivered):
+            return
+        try:
+            await self.store.release_send(approved.tenant, Channel.SMS, approved.to,
+                                          at_s=reserved)
+        except StoreUnavailable:
+            log.warning("a capped send slot of %s stays taken: store unavailable", approved.id)
 
     async def record_consent(self, tenant: Tenant, number: str, *, method: str,
                              evidence: str | None = None,
@@ -386,13 +411,25 @@ class SmsSender:
                   "category": req.category, "outcome": outcome, "code": code,
                   "upstream_id": upstream_id, "actor": req.actor,
                   "footer_added": approved.footer_added if approved else False}
-        sent = outcome == "sent" and req.category == "marketing"
-        item = MessageRecord(req.tenant.id, Channel.SMS, to, record, _ms(now), sent,
-                             req.tenant.message_retention_days * DAY_S * 1000)
-        if sent and approved is not None and approved.capped:
-            await self.recorder.write_now(item)  # the cap's next decision must count it
-        else:
-            await self.recorder.add(item)
+        # A capped send's time is in the send times already: its reservation put it there.
+        sent = outcome == "sent" and req.category == "marketing" and (
+            approved is None or approved.cap is None)
+        await self.recorder.add(MessageRecord(req.tenant.id, Channel.SMS, to, record, _ms(now),
+                                              sent,
+                                              req.tenant.message_retention_days * DAY_S * 1000))
+
+
+def _check_cap(to: str, now: datetime, sends: list[int], cap: int) -> None:
+    """Raise FrequencyCapped when ``cap`` of ``sends`` (times, s) fall in the 24 h before
+    ``now``, saying when the oldest of them leaves the window."""
+    recent = sorted(t for t in sends if now.timestamp() - t < DAY_S)
+    if len(recent) >= cap:
+        retry_at = datetime.fromtimestamp(recent[-cap] + DAY_S, UTC)
+        raise FrequencyCapped(
+            f"{quiet_hours.rules_for(to).state_rule} law allows {cap} marketing texts per "
+            f"24 hours to this number; retry after "
+            f"{retry_at.isoformat(timespec='seconds').replace('+00:00', 'Z')}",
+            field="to", retry_at_ms=_ms(retry_at))
 
 
 def _phone_or_none(raw: str, region: str = "US") -> str | None:

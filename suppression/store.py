@@ -91,6 +91,16 @@ class Script:
         return [self.sha, len(keys), *keys, *argv]
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """``RedisStore.reserve_send``'s answer: the slot was taken, or the identifier is
+    erased (so suppressed), or neither: ``times`` are the sends inside the window."""
+
+    taken: bool
+    erased: bool
+    times: list[int]
+
+
 class RedisStore:
     def __init__(self, client: aioredis.Redis, *, op_timeout_s: float = 0.5,
                  pepper: bytes | None = None) -> None:
@@ -105,9 +115,10 @@ class RedisStore:
         # The SMS hot paths: one command each (see the scripts). apply_claimed.lua inlines
         # apply_event.lua, so an opt-out is applied by one rule whichever door it came by.
         self._send_state = Script("send_state")
+        self._reserve, self._release = Script("reserve_send"), Script("release_send")
         self._claimed = Script("apply_claimed", _load_lua("apply_claimed").replace(
             "--@apply_event.lua@", self._apply.source))
-        self._scripts += [self._send_state, self._claimed]
+        self._scripts += [self._send_state, self._claimed, self._reserve, self._release]
         # Awaited before message records are read, so a reader sees every record written
         # behind the send's response before it asked (``outbound.MessageRecorder.flush``).
         self.records_barrier: Callable[[], Awaitable[None]] | None = None
@@ -314,6 +325,29 @@ class RedisStore:
         times = [int(t) for t in sent_text.split(",")] if sent_text else []
         return (codec.decode_entry(sup) if sup is not None else None,
                 decode_consent(con) if con is not None else None, times)
+
+    async def reserve_send(self, tenant: str, channel: Channel, identifier: str, *,
+                           at_s: int, cap: int, window_s: int, keep: int = 3) -> Reservation:
+        """Take a slot of a per-window cap atomically (``reserve_send.lua``): ``at_s`` is
+        added to the identifier's send times only if fewer than ``cap`` of them fall inside
+        the window, in the same call that counts them."""
+        bucket = keys.bucket_of(identifier)
+        command = ("EVALSHA", *self._reserve.args(
+            [keys.sends(tenant, channel, bucket), keys.suppressions(tenant, channel, bucket)],
+            [codec.encode_field(channel, identifier), at_s, cap, window_s, max(keep, cap),
+             self.erased_field(tenant, channel, identifier)]))
+        reply = await self._call("reserve_send", partial(self.client.execute_command, *command))
+        status = int(reply[0])
+        return Reservation(taken=status == 1, erased=status == -1,
+                           times=[int(t) for t in reply[1:]])
+
+    async def release_send(self, tenant: str, channel: Channel, identifier: str, *,
+                           at_s: int) -> None:
+        """Give back a slot ``reserve_send`` took (the upstream refused the text)."""
+        bucket = keys.bucket_of(identifier)
+        command = ("EVALSHA", *self._release.args(
+            [keys.sends(tenant, channel, bucket)], [codec.encode_field(channel, identifier), at_s]))
+        await self._call("release_send", partial(self.client.execute_command, *command))
 
     async def record_message(self, tenant: str, channel: Channel, identifier: str, *,
                              record: dict[str, Any], at_ms: int, marketing_sent: bool,

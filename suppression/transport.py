@@ -44,16 +44,20 @@ class UpstreamFailed(GatewayError):
     """The upstream did not accept the message (refused, timed out, unreachable).
 
     ``upstream_status`` is the HTTP status when there was one; ``upstream_code``
-    the provider's own error code (Twilio's) when it sent one.
+    the provider's own error code (Twilio's) when it sent one. ``maybe_delivered``: the
+    request may have reached the provider and no answer said it was refused (a timeout, a
+    connection dropped after sending): the text may still go out, so a cap slot taken for
+    it stays taken.
     """
 
     code = "upstream_failed"
 
     def __init__(self, message: str, *, upstream_status: int | None = None,
-                 upstream_code: int | None = None) -> None:
+                 upstream_code: int | None = None, maybe_delivered: bool = False) -> None:
         super().__init__(message)
         self.upstream_status = upstream_status
         self.upstream_code = upstream_code
+        self.maybe_delivered = maybe_delivered
 
 
 class UpstreamRecipientOptedOut(UpstreamFailed):

@@ -320,8 +320,10 @@ def _basic(user: str, password: str) -> dict[str, str]:
 @pytest.mark.parametrize("fault", ["status500", "drop", "twilio_error"])
 async def test_upstream_failure_is_502_and_not_counted_as_sent(
         sgw: Gateway, fake: FakeSmsProvider, fault: str) -> None:
-    # The provider answers 500 / drops the connection: 502 upstream_failed, the attempt is
-    # recorded as failed and does not count against Florida's 3-per-24h cap.
+    # The provider answers 500 / drops the connection: 502 upstream_failed and the attempt
+    # is recorded as failed. An answered refusal does not count against Florida's
+    # 3-per-24h cap; a connection dropped after the request might have delivered the text,
+    # so its cap slot stays taken (the cap must never be exceeded).
     key = await sgw.key()
     number = "+13055550150"
     await consent(sgw, key, number)
@@ -338,6 +340,12 @@ async def test_upstream_failure_is_502_and_not_counted_as_sent(
     records = await sgw.parts.store.message_records("acme", Channel.SMS, number)
     assert [r["outcome"] for r in records] == ["failed"] * 3
     _, _, sends = await sgw.parts.store.send_state("acme", Channel.SMS, number)
+    if fault == "drop":
+        assert len(sends) == 3
+        status, body = await send(sgw, key, number)
+        assert status == 429 and code_of(body) == "frequency_capped", body
+        assert fake.messages == []
+        return
     assert sends == []
     for _ in range(3):
         status, body = await send(sgw, key, number)
@@ -565,6 +573,50 @@ async def test_oklahoma_cap_three_per_24h_then_allowed_again(
     status, body = await send(sgw, key, number)
     assert status == 429 and code_of(body) == "frequency_capped"
     assert len(fake.messages) == 4
+
+
+async def test_concurrent_sends_cannot_pass_the_florida_cap(
+        sgw: Gateway, fake: FakeSmsProvider) -> None:
+    # Six marketing texts to one Florida number at once: each decide() reads the same
+    # empty history, but the slots are taken in Redis before the provider is called, so
+    # exactly 3 go out and 3 are frequency_capped.
+    key = await sgw.key()
+    number = "+13055550941"
+    await consent(sgw, key, number)
+    set_clock(sgw, NOON_NY)
+    results = await asyncio.gather(*[send(sgw, key, number) for _ in range(6)])
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [202, 202, 202, 429, 429, 429], results
+    assert {code_of(b) for st, b in results if st == 429} == {"frequency_capped"}
+    assert len(fake.messages) == 3
+    # The send times were counted once each (the message records do not add them again).
+    set_clock(sgw, NOON_NY + timedelta(hours=24, seconds=1))
+    assert [(await send(sgw, key, number))[0] for _ in range(4)] == [202, 202, 202, 429]
+
+
+async def test_a_refused_capped_send_gives_its_slot_back_a_timeout_keeps_it(
+        sgw: Gateway, fake: FakeSmsProvider) -> None:
+    # A provider answering 500, or one that could not be reached, did not take the text:
+    # the slot is free again. A timeout may have delivered it: the slot stays taken, so the
+    # cap can never be exceeded.
+    key = await sgw.key()
+    number = "+14055550942"  # Oklahoma
+    await consent(sgw, key, number)
+    set_clock(sgw, NOON_NY)
+    fake.fail_next(status=500)
+    status, body = await send(sgw, key, number)
+    assert status == 502 and code_of(body) == "upstream_failed"
+    sgw.parts.sms.upstream = sms_upstream_from_url(f"http://127.0.0.1:{free_port()}/messages")
+    status, body = await send(sgw, key, number)  # could not be reached: surely not sent
+    assert status == 502 and code_of(body) == "upstream_failed"
+    await sgw.parts.sms.upstream.close()
+    sgw.parts.sms.upstream = sms_upstream_from_url(fake.url, timeout_s=0.3)
+    fake.fail_next(delay_s=2)
+    status, body = await send(sgw, key, number)
+    await sgw.parts.sms.upstream.close()
+    sgw.parts.sms.upstream = sgw.parts.sms_upstream  # closed by stop_gateway
+    assert status == 502 and code_of(body) == "upstream_failed"
+    assert [(await send(sgw, key, number))[0] for _ in range(3)] == [202, 202, 429]
 
 
 # -- transactional --------------------------------------------------------------------------------
