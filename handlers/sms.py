@@ -147,7 +147,9 @@ async def twilio_inbound(request: web.Request) -> web.Response:
     values = dict(fields)
     tenant, number = _owner(request, values.get("To", ""))
     token = tenant.twilio_auth_token
-    url = parts(request).settings.public_url + request.path_qs
+    # Twilio signs the URL exactly as configured: check the request target as received
+    # (raw_path), percent-encoding and all, not a re-serialised form of it.
+    url = parts(request).settings.public_url + request.raw_path
     presented = request.headers.get("X-Twilio-Signature", "")
     if token is None or not presented or not twilio.valid_signature(
             token.get_secret_value(), url, fields, presented):

@@ -23,6 +23,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
+from yarl import URL
 
 from gateway.sms_upstream import basic_authorization, sms_upstream_from_url
 from suppression.models import Channel
@@ -869,6 +870,24 @@ async def test_signature_url_with_and_without_default_port(
         assert await suppression(gw, key, "+12125550173") is not None
     finally:
         await stop_gateway(gw.parts, gw.http)
+
+
+@pytest.mark.parametrize("query", ["name=a%20b&x=%2Fy", "to=ops%40acme.example&t=10%3A30",
+                                   "q=%27it%27s%21%7E%2C"])
+async def test_signature_over_a_percent_encoded_query(sgw: Gateway, query: str) -> None:
+    # The tenant's webhook URL carries encoded characters: Twilio signs it byte for byte as
+    # configured, so the gateway must check the URL as sent, not a decoded form of it.
+    key = await sgw.key()
+    number = "+12125550179"
+    path = f"{INBOUND}?{query}"
+    params = {"MessageSid": "SM" + uuid.uuid4().hex, "From": number, "To": SENDER,
+              "Body": "STOP"}
+    sig = RequestValidator("acme-token").compute_signature(
+        sgw.parts.settings.public_url + path, params)
+    r = await sgw.http.post(URL(path, encoded=True), data=params,
+                            headers={"X-Twilio-Signature": sig})
+    assert r.status == 200 and "<Message>" in await r.text()
+    assert await suppression(sgw, key, number) is not None
 
 
 async def test_signature_mismatches_are_403_and_record_nothing(sgw: Gateway) -> None:
