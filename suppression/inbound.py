@@ -96,22 +96,34 @@ class InboundHandler:
         return {"double_opt_in": "confirmed", "pending_since": iso_ms(state[1])}
 
     async def _first_time(self, tenant: Tenant, sender: str, provider_id: str) -> bool:
+        claim = Claim(keys.inbound_seen(tenant.id, sender, provider_id), DEDUPE_TTL_S)
+        if self.service.local_claims.held(claim):
+            return False  # seen during an outage
         try:
-            return await self.store.claim(keys.inbound_seen(tenant.id, sender, provider_id),
-                                          DEDUPE_TTL_S)
+            return await self.store.claim(claim.key, claim.ttl_s)
         except StoreUnavailable:
-            return True  # cannot tell: applying twice is harmless, dropping one is not
+            # Remembered here, so the provider's retry is told apart; if in doubt (another
+            # worker) applying twice is harmless, dropping one is not.
+            self.service.local_claims.take(claim)
+            return True
 
     async def _review(self, tenant: Tenant, sender: str, body: str, intent: Intent,
                       provider_id: str | None) -> None:
-        """Unclear replies with an opt-out word: audited and listed for ops, never dropped."""
-        item = {"at_ms": now_ms(), "from": sender, "body": body[:1600], "rule": intent.rule,
+        """Unclear replies with an opt-out word: audited and listed for ops, never dropped
+        (with Redis down, written once it answers again, with the reply's own time)."""
+        at = now_ms()
+        item = {"at_ms": at, "from": sender, "body": body[:1600], "rule": intent.rule,
                 "message_id": provider_id or ""}
-        try:
+
+        async def write() -> None:
             await self.store.append_audit(tenant.id, Channel.SMS, sender,
                                           kind="possible_opt_out", source=Source.SMS.value,
-                                          detail={"body": body[:1600], "rule": intent.rule})
+                                          detail={"body": body[:1600], "rule": intent.rule},
+                                          at_ms=at)
             await self.store.push_review(tenant.id, item)
+        try:
+            await write()
         except StoreUnavailable:
-            log.warning("possible opt-out from %s not queued for review: store unavailable",
+            log.warning("possible opt-out from %s queued for review once the store answers",
                         mask(Channel.SMS, sender))
+            self.service.defer(f"possible opt-out from {mask(Channel.SMS, sender)}", write)

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, Channel, str]
 APPLY_BATCH = 1000
+LOCAL_CLAIMS_MAX = 100_000
+DEFERRED_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,39 @@ class ClaimedOptOut:
 def _wins(a: tuple[int, bool], b: tuple[int, bool]) -> bool:
     """Does state a=(at_ms, active) win over b? Later wins; an opt-out wins a tie."""
     return a[0] > b[0] or (a[0] == b[0] and a[1] and not b[1])
+
+
+class LocalClaims:
+    """Claims taken while Redis could not be asked (``Claim`` keys, held in this process):
+    a provider's retry of a STOP, or a second STOP inside the confirmation gap, is still
+    told apart during an outage and after it (Redis never saw these claims). Bounded (the
+    oldest go first) and expiring with each claim's TTL; per process, so with several
+    workers a retry that reaches another worker is applied again (harmless) and may be
+    confirmed again."""
+
+    def __init__(self, *, max_items: int = LOCAL_CLAIMS_MAX,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_items = max_items
+        self.clock = clock
+        self._until: OrderedDict[str, float] = OrderedDict()
+
+    def held(self, claim: Claim) -> bool:
+        until = self._until.get(claim.key)
+        if until is None:
+            return False
+        if until <= self.clock():
+            del self._until[claim.key]
+            return False
+        return True
+
+    def take(self, claim: Claim) -> bool:
+        """True if the claim was free (now held), False if it was held."""
+        if self.held(claim):
+            return False
+        self._until[claim.key] = self.clock() + claim.ttl_s
+        while len(self._until) > self.max_items:
+            self._until.popitem(last=False)
+        return True
 
 
 class SuppressionService:
@@ -95,6 +130,12 @@ class SuppressionService:
         self.store_ok = False
         self._closing = False
         self._inflight: set[str] = set()
+        self.local_claims = LocalClaims()
+        # Best-effort writes (e.g. a reply queued for ops review) that found Redis down:
+        # retried by the applier once Redis answers; lost only if the process dies first.
+        self._deferred: OrderedDict[int, tuple[str, Callable[[], Awaitable[None]]]] = \
+            OrderedDict()
+        self._deferred_ids = 0
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -127,6 +168,9 @@ class SuppressionService:
                 await self._writer
         with contextlib.suppress(StoreUnavailable):
             await self._apply_pending()
+            await self._run_deferred()
+        for what, _ in self._deferred.values():
+            log.warning("%s not written: the store did not answer before shutdown", what)
         await asyncio.to_thread(self.journal.close)
 
     @property
@@ -195,6 +239,9 @@ class SuppressionService:
             raise JournalFailed()
         ev = OptEvent("opt_out", tenant, channel, identifier, reason, source,
                       detail=dict(detail or {}))
+        if dedupe is not None and self.local_claims.held(dedupe):
+            return ClaimedOptOut(ev, duplicate=True, confirm=False)  # retried since an outage
+        confirmed_locally = confirm is not None and self.local_claims.held(confirm)
         try:
             result, confirmed = await self.store.apply_claimed(ev, dedupe=dedupe,
                                                                confirm=confirm)
@@ -204,13 +251,40 @@ class SuppressionService:
             self._pending[ev.id] = ev
             self._remember(ev)
             self._wake.set()
-            return ClaimedOptOut(ev, duplicate=False, confirm=True)
+            if dedupe is not None:
+                self.local_claims.take(dedupe)
+            return ClaimedOptOut(ev, duplicate=False,
+                                 confirm=confirm is None or self.local_claims.take(confirm))
         if result == -2:
             return ClaimedOptOut(ev, duplicate=True, confirm=False)
         await self._commit([ev])
         self._remember(ev)  # honoured even if Redis loses its last second of writes
         self.journal.mark_applied([ev.id])
-        return ClaimedOptOut(ev, duplicate=False, confirm=confirmed)
+        return ClaimedOptOut(ev, duplicate=False, confirm=confirmed and not confirmed_locally)
+
+    def defer(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
+        """Retry a best-effort store write once Redis answers again (bounded: past
+        ``DEFERRED_MAX`` the oldest is dropped with a warning)."""
+        self._deferred_ids += 1
+        self._deferred[self._deferred_ids] = (what, write)
+        while len(self._deferred) > DEFERRED_MAX:
+            _, (dropped, _) = self._deferred.popitem(last=False)
+            log.warning("%s dropped: too many writes waiting for the store", dropped)
+        self._wake.set()
+
+    async def _run_deferred(self) -> None:
+        """Run the deferred writes in order; StoreUnavailable leaves the rest waiting."""
+        while self._deferred:
+            key, (what, write) = next(iter(self._deferred.items()))
+            try:
+                await write()
+            except StoreUnavailable:
+                raise
+            except Exception:  # one bad write must not hold back the others for ever
+                log.exception("%s could not be written; dropped", what)
+            else:
+                log.info("%s written now that the store answers", what)
+            self._deferred.pop(key, None)
 
     async def settle(self, tenant: str, channel: Channel, identifier: str) -> None:
         """Apply the identifier's journalled events still waiting for Redis (an erasure must
@@ -326,6 +400,7 @@ class SuppressionService:
             self._wake.clear()
             try:
                 await self._apply_pending()
+                await self._run_deferred()
             except StoreUnavailable:
                 pass  # still down: the events stay pending and honoured by checks
             except Exception:  # a background loop must outlive any one failure
@@ -353,7 +428,7 @@ class SuppressionService:
             if not await self.replay():
                 return
             self._run_id = run_id
-        elif self._pending:
+        elif self._pending or self._deferred:
             self._wake.set()
         self.store_ok = True
 

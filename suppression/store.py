@@ -432,11 +432,14 @@ class RedisStore:
                                                                        ex=ttl_s)))
 
     async def append_audit(self, tenant: str, channel: Channel, identifier: str, *, kind: str,
-                           source: str, detail: dict[str, Any]) -> None:
-        """An audit record that changes no state (e.g. a possible opt-out for review)."""
+                           source: str, detail: dict[str, Any],
+                           at_ms: int | None = None) -> None:
+        """An audit record that changes no state (e.g. a possible opt-out for review);
+        ``at_ms``: when it happened, if not now (a write deferred by an outage)."""
         _, _, aud = keys.all_for_identifier(tenant, channel, identifier)
-        line = (f"{new_event_id()}|none|"
-                f"{audit_record(now_ms(), kind, identifier, '', source, detail)}")
+        record = audit_record(now_ms() if at_ms is None else at_ms, kind, identifier, "",
+                              source, detail)
+        line = f"{new_event_id()}|none|{record}"
         await self._call("audit", partial(self._pipeline, [("RPUSH", aud, line)]))
 
     async def push_review(self, tenant: str, item: dict[str, Any], cap: int = 10_000) -> None:

@@ -26,7 +26,9 @@ from twilio.rest import Client
 from yarl import URL
 
 from gateway.sms_upstream import basic_authorization, sms_upstream_from_url
-from suppression.models import Channel
+from suppression.models import Channel, now_ms
+from suppression.service import LocalClaims
+from suppression.store import Claim
 from suppression.tenants import SmsReplies, Tenant
 
 SENDER = "+14155550100"  # acme's first number
@@ -504,6 +506,50 @@ async def test_stop_during_redis_outage_is_confirmed_and_honoured_after(
         await stop_gateway(gw.parts, gw.http)
 
 
+async def test_outage_retries_are_confirmed_once_and_unclear_replies_reach_review(
+        own_redis: RedisServerProcess, tmp_path: Path, fake: FakeSmsProvider) -> None:
+    # With Redis down the gateway cannot take its claims there: a provider's retry of a STOP
+    # and a second STOP inside the 5-minute gap are still not confirmed twice (claims held
+    # in the process), also once Redis is back; an unclear reply is queued for ops review
+    # as soon as Redis answers again, with its own time.
+    gw = await _gateway(own_redis.url, tmp_path / "d", sms_upstream=fake.url)
+    number, other = "+12125550158", "+12125550159"
+    sid = "SM" + uuid.uuid4().hex
+    try:
+        key = await gw.key()
+        assert (await send(gw, key, number))[0] == 403  # no consent: the key is now known
+        own_redis.kill()
+        first = await webhook(gw, "STOP", number, extra={"MessageSid": sid})
+        retry = await webhook(gw, "STOP", number, extra={"MessageSid": sid})
+        again = await webhook(gw, "stop please", number)
+        assert [s for s, _ in (first, retry, again)] == [200, 200, 200]
+        assert [t.count("<Message>") for _, t in (first, retry, again)] == [1, 0, 0]
+        before = now_ms()
+        status, text = await webhook(gw, "can I cancel my order?", other)
+        assert status == 200 and "<Message>" not in text
+        await asyncio.to_thread(own_redis.restart)
+        deadline = time.monotonic() + 15
+        while gw.parts.service.pending_count or not (await review_items(gw, key)):
+            assert time.monotonic() < deadline, "outage writes not applied after recovery"
+            await asyncio.sleep(0.05)
+        (item,) = await review_items(gw, key)
+        assert item["from"] == other and "cancel" in item["body"]
+        assert before <= item["at_ms"] <= now_ms()
+        r = await gw.http.get("/v1/audit", params={"identifier": other}, headers=gw.auth(key))
+        assert [e["type"] for e in (await r.json())["items"]] == ["possible_opt_out"]
+        status, text = await webhook(gw, "STOP", number, extra={"MessageSid": sid})
+        assert status == 200 and "<Message>" not in text  # the retry, after the outage
+        assert await suppression(gw, key, number) is not None
+    finally:
+        await stop_gateway(gw.parts, gw.http)
+
+
+async def review_items(gw: Gateway, key: str) -> list[dict[str, Any]]:
+    r = await gw.http.get("/v1/review", headers=gw.auth(key))
+    assert r.status in (200, 503), await r.text()
+    return list((await r.json())["items"]) if r.status == 200 else []
+
+
 # -- quiet hours, multi-zone numbers, Florida and Oklahoma ----------------------------------------
 
 
@@ -959,3 +1005,15 @@ def test_help_text_naming_the_brand_is_not_prefixed_twice() -> None:
     custom = Tenant(id="acme", brand="Acme Co", help_text="Acme Co: call 1-800-555-0100.",
                     sms_replies=SmsReplies(help="{help_text} STOP to end."))
     assert custom.reply("help") == "Acme Co: call 1-800-555-0100. STOP to end."
+
+
+def test_local_claims_expire_and_stay_bounded() -> None:
+    # Outage-time claims last their TTL and no longer; past the bound the oldest go first.
+    now = [0.0]
+    claims = LocalClaims(max_items=2, clock=lambda: now[0])
+    a, b, c = Claim("a", 10), Claim("b", 10), Claim("c", 10)
+    assert claims.take(a) and not claims.take(a) and claims.held(a)
+    now[0] = 10.0
+    assert not claims.held(a) and claims.take(a)
+    assert claims.take(b) and claims.take(c)
+    assert not claims.held(a) and claims.held(b) and claims.held(c)
