@@ -15,6 +15,7 @@ from aiohttp import hdrs, web
 from pydantic import BaseModel, ValidationError
 
 from suppression.errors import GatewayError
+from suppression.models import iso_ms, now_ms
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -43,13 +44,23 @@ STATUS = {
 
 
 def error_response(code: str, message: str, *, field: str | None = None,
-                   status: int | None = None,
-                   headers: dict[str, str] | None = None) -> web.Response:
+                   status: int | None = None, headers: dict[str, str] | None = None,
+                   retry_at_ms: int | None = None) -> web.Response:
+    """``retry_at_ms`` (quiet hours, caps): also ``retry_at`` in the body and a
+    ``Retry-After`` header, so a client can schedule the retry without parsing the text."""
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
         body["field"] = field
+    if retry_at_ms is not None:
+        body["retry_at"] = iso_ms(retry_at_ms)
+        headers = {**(headers or {}), "Retry-After": retry_after_s(retry_at_ms)}
     return web.json_response({"error": body}, status=status or STATUS.get(code, 400),
                              headers=headers)
+
+
+def retry_after_s(retry_at_ms: int) -> str:
+    """Whole seconds from now until ``retry_at_ms`` (at least 1), for ``Retry-After``."""
+    return str(max(1, -(-(retry_at_ms - now_ms()) // 1000)))
 
 
 class ClientError(GatewayError):
@@ -121,7 +132,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {"Retry-After": "1"} if exc.code == "store_unavailable" else None
         if exc.code == "unauthenticated":
             headers = {"WWW-Authenticate": 'Bearer realm="optout-gateway"'}
-        return error_response(exc.code, exc.message, field=exc.field, headers=headers)
+        return error_response(exc.code, exc.message, field=exc.field, headers=headers,
+                              retry_at_ms=getattr(exc, "retry_at_ms", None))
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response("payload_too_large", f"the body is too large ({exc.text})")
     except web.HTTPNotFound:

@@ -272,11 +272,14 @@ class SmsSender:
         if retry is not None:
             where = f"{rules.state_rule} law" if rules.state_rule else "federal quiet hours"
             window = f"{rules.window.start:%H:%M}-{rules.window.end:%H:%M}"
-            when = ("no time" if retry == quiet_hours.NEVER
-                    else retry.isoformat(timespec="seconds").replace("+00:00", "Z"))
+            if retry == quiet_hours.NEVER:
+                raise QuietHours(f"the recipient's local time cannot be known (the number "
+                                 f"maps to no time zone), so no time is inside {window} "
+                                 f"({where}); marketing texts to it are refused", field="to")
+            when = retry.isoformat(timespec="seconds").replace("+00:00", "Z")
             raise QuietHours(f"it is outside {window} at the recipient's local time "
                              f"({where}); retry after {when}", field="to",
-                             retry_at_ms=None if retry == quiet_hours.NEVER else _ms(retry))
+                             retry_at_ms=_ms(retry))
         if rules.max_per_24h is not None:
             _check_cap(to, now, sends, rules.max_per_24h)
         return rules.max_per_24h

@@ -666,6 +666,39 @@ async def test_a_refused_capped_send_gives_its_slot_back_a_timeout_keeps_it(
     assert [(await send(sgw, key, number))[0] for _ in range(3)] == [202, 202, 429]
 
 
+async def test_quiet_hours_and_caps_say_when_to_retry_in_fields_and_headers(
+        sgw: Gateway, fake: FakeSmsProvider) -> None:
+    # A 429 carries the retry time as data (error.retry_at, Retry-After), on the JSON API
+    # and on the Twilio-compatible one, not only inside the sentence.
+    key = await sgw.key()
+    number = "+12125550163"
+    await consent(sgw, key, number)
+    set_clock(sgw, datetime(2026, 6, 10, 11, 59, tzinfo=UTC))  # 07:59 in New York
+    r = await sgw.http.post("/v1/sms/messages", headers=sgw.auth(key),
+                            json={"to": number, "from": SENDER, "body": "Deals"})
+    error = (await r.json())["error"]
+    assert r.status == 429 and error["code"] == "quiet_hours"
+    assert error["retry_at"] == "2026-06-10T12:00:00.000Z"
+    assert int(r.headers["Retry-After"]) >= 1
+    twilio_r = await sgw.http.post(
+        "/2010-04-01/Accounts/acme/Messages.json",
+        headers={"Authorization": basic_authorization("acme", key)},
+        data={"To": number, "From": SENDER, "Body": "Deals"})
+    body = await twilio_r.json()
+    assert twilio_r.status == 400 and body["code"] == 90002
+    assert body["retry_at"] == "2026-06-10T12:00:00.000Z"
+    assert "Retry-After" in twilio_r.headers
+    # A number in no time zone has no retry time: no field, and a sentence that says why.
+    await consent(sgw, key, "+80012345678")
+    r = await sgw.http.post("/v1/sms/messages", headers=sgw.auth(key),
+                            json={"to": "+80012345678", "from": SENDER, "body": "Deals"})
+    error = (await r.json())["error"]
+    assert r.status == 429 and error["code"] == "quiet_hours", error
+    assert "retry_at" not in error and "Retry-After" not in r.headers
+    assert "no time zone" in error["message"] and "no time" != error["message"][-7:]
+    assert fake.requests == 0
+
+
 # -- transactional --------------------------------------------------------------------------------
 
 
