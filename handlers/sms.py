@@ -110,6 +110,9 @@ async def twilio_send(request: web.Request) -> web.Response:
                            else "From (MessagingServiceSid is not supported)")
         if missing:
             raise InvalidRequest(f"A '{missing[0]}' parameter is required.", field=missing[0])
+        if "MediaUrl" in fields:  # sending the text alone would drop what the sender meant
+            raise InvalidRequest("'MediaUrl' is not supported: this gateway relays text "
+                                 "messages (SMS) only; nothing was sent", field="MediaUrl")
         if len(fields["Body"]) > MAX_BODY_CHARS:
             raise InvalidRequest(f"The 'Body' exceeds the {MAX_BODY_CHARS} character limit.",
                                  field="Body")

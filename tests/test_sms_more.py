@@ -129,6 +129,22 @@ async def data_keys(gw: Gateway) -> set[bytes]:
     return {k for k in found if k not in (b"og:apikeys", b"og:meta")}
 
 
+async def test_twilio_sdk_media_url_is_refused_not_sent_as_text_alone(
+        sgw: Gateway, fake: FakeSmsProvider) -> None:
+    # An MMS through the real SDK: the gateway relays SMS only, so it refuses the message
+    # naming MediaUrl instead of silently sending the text without its picture.
+    key = await sgw.key()
+    number = "+12125550164"
+    await consent(sgw, key, number)
+    set_clock(sgw, NOON_NY)
+    client = twilio_client(sgw, key)
+    with pytest.raises(TwilioRestException) as err:
+        await asyncio.to_thread(client.messages.create, to=number, from_=SENDER, body="Look",
+                                media_url=["https://acme.example/a.png"])
+    assert err.value.status == 400 and "MediaUrl" in str(err.value.msg)
+    assert fake.requests == 0
+
+
 # -- every rule's refusal, on both send APIs ------------------------------------------------------
 
 
