@@ -8,6 +8,7 @@ terms and patterns are the tenant's to configure.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -43,7 +44,10 @@ class ContentRules:
         return tuple(re.compile(p, re.IGNORECASE) for p in self.blocked_patterns)
 
     def violation(self, body: str) -> str | None:
-        """A sentence naming the first rule the body breaks, or None."""
+        """A sentence naming the first rule the body breaks, or None. The rules see the
+        body folded (``fold``), so full-width letters or a zero-width space inside a term
+        do not slip past it."""
+        body = fold(body)
         if self._terms is not None and (m := self._terms.search(body)):
             return f"the text contains the blocked term '{m.group(0)}'"
         for pattern in self._patterns:
@@ -54,6 +58,15 @@ class ContentRules:
                 return (f"the text links to {host}, a public URL shortener carriers filter; "
                         "use a branded domain")
         return None
+
+
+def fold(text: str) -> str:
+    """NFKC (full-width and compatibility forms to plain ones) without format characters
+    (zero-width spaces and joiners, soft hyphens, direction marks)."""
+    folded = unicodedata.normalize("NFKC", text)
+    if folded.isascii():
+        return folded
+    return "".join(c for c in folded if unicodedata.category(c) != "Cf")
 
 
 def hosts_in(body: str) -> Iterable[str]:
@@ -69,7 +82,22 @@ def validate_patterns(patterns: Iterable[str]) -> None:
     """Raise ValueError naming a pattern that does not compile (checked at start-up)."""
     for p in patterns:
         try:
-            re.compile(p)
+            compiled = re.compile(p, re.IGNORECASE)
         except re.error as exc:
             raise ValueError(f"blocked pattern {p!r} is not a valid regular expression: {exc}"
                              ) from None
+        if compiled.search("") is not None:
+            raise ValueError(f"blocked pattern {p!r} matches the empty text, so it would "
+                             "block every message")
+
+
+def clean_terms(terms: Iterable[str]) -> tuple[str, ...]:
+    """Blocked terms as they are matched: folded and stripped; an empty one is refused
+    (it would block any text with punctuation or a double space)."""
+    out = []
+    for term in terms:
+        cleaned = fold(term).strip()
+        if not cleaned:
+            raise ValueError(f"blocked term {term!r} is empty once spaces are stripped")
+        out.append(cleaned)
+    return tuple(out)

@@ -249,6 +249,7 @@ class SmsSender:
             if req.tenant.append_stop == "always" or \
                     now.timestamp() - last >= FOOTER_GAP.total_seconds():
                 if len(req.body) + len(STOP_FOOTER) > MAX_BODY_CHARS:
+                    await self._keep_blocked(req, approved.id)
                     raise ContentBlocked(
                         f"the text needs opt-out language and has no room for "
                         f"'{STOP_FOOTER.strip()}' within {MAX_BODY_CHARS} characters",

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from .content import DEFAULT_SHORTENERS, ContentRules, validate_patterns
+from .content import DEFAULT_SHORTENERS, ContentRules, clean_terms, validate_patterns
 from .identifiers import normalize_phone
 from .sharing import SharingPolicy
 
@@ -117,6 +117,11 @@ class Tenant(BaseModel):
     def _patterns(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         validate_patterns(v)
         return v
+
+    @field_validator("blocked_terms")
+    @classmethod
+    def _terms(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return clean_terms(v)
 
     @model_validator(mode="after")
     def _double_opt_in_sender(self) -> Tenant:

@@ -19,6 +19,7 @@ from xml.etree import ElementTree
 import pytest
 from conftest import NOON_NY, Gateway, make_settings, start_gateway, stop_gateway
 from fake_sms_provider import FakeSmsProvider
+from pydantic import ValidationError
 from redis_proc import free_port
 from test_sms_more import (
     GLOBEX,
@@ -35,6 +36,7 @@ from test_sms_more import (
 from gateway.sms_upstream import sms_upstream_from_url
 from suppression import keys
 from suppression.models import Channel
+from suppression.tenants import Tenant
 
 DAY_S = 86_400
 FOOTER = " Reply STOP to opt out."
@@ -408,3 +410,43 @@ async def test_twilio_api_upstream_failure_is_502_and_recorded_failed(
     _, _, sends = await gw.parts.store.send_state("acme", Channel.SMS, number)
     assert sends == []
     assert fake.messages == []
+
+
+# -- content rules: configuration mistakes and disguised terms ------------------------------------
+
+
+@pytest.mark.parametrize(("setting", "value", "says"), [
+    ("blocked_terms", ["SALE", "  "], "empty"),
+    ("blocked_patterns", [""], "every message"),
+    ("blocked_patterns", [r"(win)?"], "every message"),
+])
+def test_rules_that_would_block_everything_are_refused_at_start(
+        setting: str, value: list[str], says: str) -> None:
+    # An empty term matched any text with punctuation or a double space; a pattern that
+    # matches the empty text blocks every message: both stop start-up, naming the value.
+    with pytest.raises(ValidationError, match=says):
+        Tenant(id="acme", **{setting: value})
+
+
+def test_terms_are_stripped_and_disguised_terms_still_match() -> None:
+    # " SALE " was never matched; full-width letters and a zero-width space slipped past.
+    rules = Tenant(id="acme", blocked_terms=[" SALE "]).content_rules
+    assert rules.blocked_terms == ("SALE",)
+    for body in ("Big s\u200bale today", "Big ＳＡＬＥ today", "big sale!"):
+        assert rules.violation(body) is not None, body
+    assert rules.violation("Wholesale prices") is None
+
+
+async def test_text_with_no_room_for_the_footer_is_kept_like_other_blocked_content(
+        start: StartGateway, fake: FakeSmsProvider) -> None:
+    # Refused as content_blocked because " Reply STOP to opt out." would pass 1,600
+    # characters: its text is kept for review like any blocked content.
+    gw = await start()
+    key = await gw.key()
+    number = "+12125550185"
+    await consent(gw, key, number)
+    status, body = await send(gw, key, number, body="x" * 1590)
+    assert status == 403 and code_of(body) == "content_blocked", body
+    (kept,) = await blocked_keys(gw)
+    assert await gw.parts.client.get(kept) == b"x" * 1590
+    assert fake.requests == 0
