@@ -330,14 +330,15 @@ class SmsSender:
         so concurrent sends and other workers cannot each pass a cap decide() read as open.
         Returns the reserved time (s); raises FrequencyCapped or, for a number erased
         since decide() read it, OptedOut."""
-        now = self.clock()
-        at_s = int(now.timestamp())
+        at_s = int(self.clock().timestamp())
         got = await self.store.reserve_send(approved.tenant, Channel.SMS, approved.to,
                                             at_s=at_s, cap=cap, window_s=DAY_S)
         if got.erased:
             raise OptedOut(f"{approved.to} opted out (erased); nothing was sent", field="to")
-        if not got.taken:
-            _check_cap(approved.to, now, got.times, cap)
+        if not got.taken:  # the same whole second the script counted from
+            _check_cap(approved.to, datetime.fromtimestamp(at_s, UTC), got.times, cap)
+            raise FrequencyCapped(f"the per-24 h cap for {approved.to} is reached; nothing "
+                                  "was sent", field="to")  # not reached: the script agreed
         return at_s
 
     async def _release_slot(self, approved: Approved, reserved: int | None,
