@@ -25,7 +25,8 @@ TWILIO_ERROR: dict[str, Any] = {
     "required": ["code", "message", "more_info", "status"],
     "properties": {"code": {"type": "integer"}, "message": {"type": "string"},
                    "more_info": {"type": "string"}, "status": {"type": "integer"},
-                   "detail": {"type": "string"}, "gateway_code": {"type": "string"}},
+                   "detail": {"type": "string"}, "gateway_code": {"type": "string"},
+                   "retry_at": {"type": "string", "format": "date-time"}},
 }
 TWILIO_MESSAGE: dict[str, Any] = {
     "type": "object", "title": "TwilioMessage", "required": ["sid", "status", "to", "from"],

@@ -30,6 +30,8 @@ class ErrorBody(Strict):
     code: str
     message: str
     field: str | None = None
+    retry_at: str | None = Field(default=None, description="quiet_hours / frequency_capped: "
+                                 "when a retry would pass (ISO 8601 UTC); also Retry-After")
 
 
 class ErrorResponse(Strict):
