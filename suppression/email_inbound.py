@@ -27,7 +27,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import GatewayError, StoreUnavailable
+from .errors import GatewayError
 from .feedback import FeedbackReport, parse_feedback
 from .identifiers import mask, normalize_email
 from .models import HARD_BOUNCE_SCOPE, Channel, OptEvent, Reason, Source
@@ -142,10 +142,9 @@ class EmailFeedback:
         return out
 
     async def _relayed_to(self, tenant: str, address: str) -> bool:
-        try:
-            records = await self.service.store.message_records(tenant, Channel.EMAIL, address)
-        except StoreUnavailable:
-            return False  # cannot tell: a report is not worth a wrong suppression
+        """Raises StoreUnavailable when Redis cannot tell: the SMTP edge answers 451, so
+        the reporting MTA retries instead of the report being acknowledged and lost."""
+        records = await self.service.store.message_records(tenant, Channel.EMAIL, address)
         return any(r.get("outcome") == "sent" for r in records)
 
 

@@ -17,6 +17,7 @@ import pytest
 from conftest import TENANTS, Gateway, make_settings, start_gateway, stop_gateway
 from fake_mta import RecordingMta
 
+from gateway.embedded_redis import RedisServerProcess
 from gateway.smtp_server import start_smtp
 from suppression import email_message as em
 from suppression.models import HARD_BOUNCE_SCOPE, Channel, Reason, Source
@@ -543,6 +544,34 @@ async def test_forged_bounce_for_an_address_never_mailed_changes_nothing(
             ann = await svc.get("acme", Channel.EMAIL, ANN)
             assert ann is not None and ann.reason is Reason.BOUNCE
             assert await svc.get("acme", Channel.EMAIL, BOB) is None
+
+
+async def test_tokenless_bounce_during_an_outage_is_deferred_not_lost(
+        own_redis: RedisServerProcess, tmp_path: Path) -> None:
+    # A token-less DSN (transactional mail carries no token) is believed only for an address
+    # the gateway relayed to, which only Redis can tell: with Redis paused the report gets
+    # 451 (the reporting MTA retries) instead of 250 and a lost hard bounce.
+    tenants = {"acme": TENANTS["acme"]}
+    no_token = _dsn(ANN, "5.1.1", "x").replace(
+        b"List-Unsubscribe: <https://gw.example/u/x>\r\n", b"")
+
+    def report(port: int) -> dict[str, Any]:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            return dict(s.sendmail("", ["feedback@gw.example"], no_token))
+
+    async with RecordingMta() as mta:
+        async for relay in _relay(own_redis.url, tmp_path, mta, tenants=tenants):
+            await relay.send([ANN], message())
+            own_redis.pause()
+            try:
+                with pytest.raises(smtplib.SMTPDataError) as info:
+                    await asyncio.to_thread(report, relay.port)
+                assert info.value.smtp_code == 451
+            finally:
+                own_redis.resume()
+            assert await asyncio.to_thread(report, relay.port) == {}
+            ann = await relay.gw.parts.service.get("acme", Channel.EMAIL, ANN)
+            assert ann is not None and ann.reason is Reason.BOUNCE
 
 
 async def test_bare_cr_in_the_header_is_refused(relay: Relay) -> None:
