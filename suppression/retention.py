@@ -31,6 +31,7 @@ from . import keys
 from .errors import StoreUnavailable
 from .models import Channel, now_ms
 from .store import RedisStore, Script
+from .tasks import cancel_requested
 from .tenants import Tenant
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class RetentionSweeper:
 
     async def _run(self) -> None:
         await asyncio.sleep(self.start_delay_s)
-        while True:
+        while not cancel_requested():
             await asyncio.sleep(self.outage_retry_s if self._store_down else self.interval_s)
             try:
                 await self.step()

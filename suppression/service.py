@@ -34,6 +34,7 @@ from .models import (
     scoped,
 )
 from .store import CONSENT_GRANTED, CONSENT_PENDING, Claim, RedisStore, to_suppression
+from .tasks import cancel_requested
 
 log = logging.getLogger(__name__)
 
@@ -393,7 +394,7 @@ class SuppressionService:
         await asyncio.to_thread(self.journal.prune)
 
     async def _applier(self) -> None:
-        while not self._closing:
+        while not self._closing and not cancel_requested():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.apply_interval_s):
                     await self._wake.wait()
@@ -407,7 +408,7 @@ class SuppressionService:
                 log.exception("journal applier failed; retrying")
 
     async def _health(self) -> None:
-        while not self._closing:
+        while not self._closing and not cancel_requested():
             await asyncio.sleep(self.health_interval_s)
             try:
                 await self._health_once()
