@@ -208,7 +208,7 @@ def _normalize_phone(raw: str, region: str) -> str:
 
 
 def normalize_email(raw: str) -> str:
-    """Return the normalised address (local part as sent, IDNA domain), or raise."""
+    """Return the normalised address (ASCII letters lower-cased, IDNA domain), or raise."""
     text = _require_str(raw, "email address")
     if len(text) > MAX_EMAIL_INPUT_CHARS:
         raise InvalidRecipient(
@@ -244,6 +244,9 @@ def _email_text(raw: str) -> str:
     return text
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _normalize_email(raw: str) -> str:
     text = _email_text(raw)
@@ -264,7 +267,11 @@ def _normalize_email(raw: str) -> str:
         raise InvalidRecipient(
             f"{_show(raw)} has a local part longer than {MAX_LOCAL_OCTETS} octets."
         )
-    address = f"{local}@{_normalize_domain(raw, domain)}"
+    # The local part's ASCII letters in lower case too: RFC 5321 lets a host treat "Ann"
+    # and "ann" as two mailboxes, but no mainstream provider does, and a suppression must
+    # never be missed for a capital letter (lists from different systems differ in exactly
+    # that). Non-ASCII letters are kept: their case rules vary and can change the length.
+    address = f"{local.translate(_ASCII_LOWER)}@{_normalize_domain(raw, domain)}"
     if len(address.encode("utf-8")) > MAX_ADDRESS_OCTETS:
         raise InvalidRecipient(f"{_show(raw)} is longer than {MAX_ADDRESS_OCTETS} octets.")
     return address

@@ -37,5 +37,5 @@ async def test_bulk_check_keeps_order_and_normalizes(gw: Gateway) -> None:
     results = (await r.json())["results"]
     assert [x["identifier"] for x in results] == ["bob@example.com", "Ann@EXAMPLE.com", "nope"]
     assert [x["suppressed"] for x in results] == [False, True, None]
-    assert results[1]["normalized"] == "Ann@example.com"
+    assert results[1]["normalized"] == "ann@example.com"
     assert results[2]["normalized"] is None and "@" in results[2]["error"]

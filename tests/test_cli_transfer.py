@@ -153,11 +153,12 @@ def test_headerless_csv_uses_first_column(cli: Any, tmp_path: Path) -> None:
 
 
 def test_email_import_with_header(cli: Any, tmp_path: Path) -> None:
-    # Email lists: the 'email' column is found among others; domains are lower-cased.
+    # Email lists: the 'email' column is found among others; addresses are lower-cased, so
+    # "Ann@Example.COM" and "ann@example.com" are one entry.
     path = write(tmp_path / "list.csv", "id,Email\n1,Ann@Example.COM\n2,not-an-address\n"
-                 "3,ann@example.com\n")
+                 "3,ann@example.com\n4,Bob@example.com\n")
     result = imported(cli, path, channel="email")
-    assert (result["added"], result["duplicate"], result["invalid"]) == (2, 0, 1)
+    assert (result["added"], result["duplicate"], result["invalid"]) == (2, 1, 1)
     assert result["errors"][0]["line"] == 3 and "'@'" in result["errors"][0]["message"]
     assert suppressed(cli, "Ann@example.com", channel="email") == [True]
 

@@ -574,6 +574,22 @@ async def test_tokenless_bounce_during_an_outage_is_deferred_not_lost(
             assert ann is not None and ann.reason is Reason.BOUNCE
 
 
+async def test_a_capital_letter_does_not_get_past_an_opt_out(relay: Relay) -> None:
+    # Lists from different systems differ in case: "Ann@Example.com" is the person who
+    # unsubscribed as "ann@example.com" (RCPT 550, nothing relayed), and a bounce report
+    # spelling the address either way suppresses the one entry.
+    await relay.suppress(ANN)
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as info:
+        await relay.send(["Ann@Example.COM"], message(to="Ann@Example.COM"))
+    assert info.value.recipients["Ann@Example.COM"][0] == 550
+    assert relay.mta.messages == []
+    await relay.send(["Bob@Example.net"], message(to="Bob@Example.net"))
+    await relay.suppress("bob@example.net")
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        await relay.send([BOB.upper()], message(to=BOB))
+    assert len(relay.mta.messages) == 1
+
+
 async def test_bare_cr_in_the_header_is_refused(relay: Relay) -> None:
     # "Subject: hi\rList-Unsubscribe: <evil>" could smuggle a header past the rewrite: 554.
     data = message().replace(b"Subject: Deals", b"Subject: Deals\rList-Unsubscribe: <x>")

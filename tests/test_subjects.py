@@ -18,6 +18,7 @@ from redis_proc import RedisServerProcess
 from handlers.subjects import ErasureOut, SubjectOut
 from suppression import keys
 from suppression.bulk import Row, import_rows
+from suppression.identifiers import normalize_email
 from suppression.models import Channel, OptEvent, Reason, Source, now_ms
 
 SENDER = "+14155550100"  # acme's number (conftest TENANTS)
@@ -124,7 +125,7 @@ async def test_access_sees_every_scope_of_an_address(sgw: Gateway) -> None:
     # An address's own opt-out, a topic opt-out and a hard bounce are all listed.
     key = await sgw.key()
     service = sgw.parts.service
-    ident = EMAIL  # normalised: the local part keeps its case
+    ident = normalize_email(EMAIL)  # the service takes normalised identifiers
     await service.opt_out("acme", Channel.EMAIL, ident, reason=Reason.UNSUBSCRIBE_CLICK,
                           source=Source.WEB, scope="news")
     await service.opt_out("acme", Channel.EMAIL, ident, reason=Reason.BOUNCE,
@@ -246,7 +247,7 @@ async def test_email_erasure_removes_every_scope_and_local_part(sgw: Gateway) ->
     # An address with scoped entries and a consent: after erasure neither the address nor
     # its local part is anywhere in Redis, and every scope check still refuses it.
     key = await sgw.key()
-    ident = EMAIL
+    ident = normalize_email(EMAIL)
     service = sgw.parts.service
     await body_of(await sgw.http.post("/v1/consents", json={
         "channel": "email", "identifier": EMAIL, "source": "double_opt_in"},
