@@ -171,6 +171,16 @@ class Settings(BaseSettings):
             if not TENANT_RE.match(tid):
                 raise ValueError(f"tenant id '{tid}' must be 1-32 of a-z, 0-9, '_' or '-'")
             out[tid] = tenant.model_copy(update={"id": tid})
+        # A sender number routes inbound replies to its tenant: shared by two, a STOP or a
+        # YES sent to it would be one tenant's word applied to the other.
+        owner: dict[str, str] = {}
+        for tid, tenant in out.items():
+            for number in tenant.sms_senders:
+                if number in owner:
+                    raise ValueError(f"sms sender {number} is listed by tenants "
+                                     f"'{owner[number]}' and '{tid}': a number belongs to "
+                                     "one tenant (its inbound replies are that tenant's)")
+                owner[number] = tid
         if not out:
             out["default"] = Tenant(id="default")
         return out

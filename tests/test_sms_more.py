@@ -25,6 +25,7 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from yarl import URL
 
+from gateway.settings import SettingsError
 from gateway.sms_upstream import basic_authorization, sms_upstream_from_url
 from suppression.models import Channel, now_ms
 from suppression.service import LocalClaims
@@ -1066,3 +1067,12 @@ def test_local_claims_expire_and_stay_bounded() -> None:
     assert not claims.held(a) and claims.take(a)
     assert claims.take(b) and claims.take(c)
     assert not claims.held(a) and claims.held(b) and claims.held(c)
+
+
+def test_a_sender_number_shared_by_two_tenants_stops_start_up(tmp_path: Path) -> None:
+    # Inbound replies are routed by the number they were sent to: shared, one tenant's STOP
+    # or YES would be applied to the other. The configuration is refused, naming both.
+    tenants = {"a": {"brand": "A", "sms_senders": ["+14155550100"]},
+               "b": {"brand": "B", "sms_senders": ["(415) 555-0100"]}}
+    with pytest.raises(SettingsError, match="'a' and 'b'"):
+        make_settings("redis://127.0.0.1:1/0", tmp_path, tenants=tenants)
