@@ -250,14 +250,14 @@ class DatasetStore:
         """Records newest first, ``limit`` a page; the cursor is the list position to go on
         from (positions count from the oldest record, so new records do not shift it)."""
         key = keys.tenant_audit(tenant)
-        if cursor is not None:
-            if not re.fullmatch(r"[0-9]{1,12}", cursor):
-                raise InvalidRequest("'cursor' is not a cursor this API returned; start again "
-                                     "without it", field="cursor")
-            end = int(cursor)
-        else:
-            end = int(await self.store._call("tenant_audit",
-                                             lambda: self.store.client.llen(key))) - 1
+        if cursor is not None and not re.fullmatch(r"[0-9]{1,12}", cursor):
+            raise InvalidRequest("'cursor' is not a cursor this API returned; start again "
+                                 "without it", field="cursor")
+        last = int(await self.store._call("tenant_audit",
+                                          lambda: self.store.client.llen(key))) - 1
+        # A cursor past the end (made up, or from before a trim) starts at the newest record
+        # instead of stepping down to it 100 positions per Redis call.
+        end = last if cursor is None else min(int(cursor), last)
         items: list[Row] = []
         window = max(limit, 100)
         while end >= 0 and len(items) < limit:

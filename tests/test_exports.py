@@ -317,6 +317,29 @@ async def test_malformed_json_and_bad_audit_paging(gw: Gateway) -> None:
         assert r.status == 422 and (await r.json())["error"]["field"] == field
 
 
+async def test_a_cursor_past_the_end_answers_at_once(gw: Gateway) -> None:
+    # A made-up cursor far past the list used to walk down to it 100 positions per Redis
+    # call (10^10 calls for this one): now it starts at the newest record.
+    key = await gw.key()
+    assert (await export(gw, key, ["email_suppressions"], FIRST_PARTY, "service")).status == 200
+    calls = 0
+    real_lrange = gw.parts.client.lrange
+
+    async def counting(*args: Any, **kw: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await real_lrange(*args, **kw)
+
+    gw.parts.client.lrange = counting  # type: ignore[method-assign]
+    try:
+        r = await asyncio.wait_for(gw.http.get("/v1/audit/exports?cursor=999999999999",
+                                               headers=gw.auth(key)), 5)
+    finally:
+        gw.parts.client.lrange = real_lrange  # type: ignore[method-assign]
+    assert r.status == 200 and len((await r.json())["items"]) == 1
+    assert calls == 1
+
+
 async def test_audit_list_pages_newest_first(gw: Gateway) -> None:
     # 5 decisions paged 2 at a time: 3 pages, newest first, each once.
     key = await gw.key()
