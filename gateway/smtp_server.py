@@ -48,6 +48,26 @@ class GatewaySMTP(SMTP):
         super().__init__(*args, **kwargs)
         self._sessions = sessions
         self._plain_auth_from = plain_auth_from
+        self._in_data = False
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self._in_data = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._in_data = False
+
+    def _timeout_cb(self) -> None:
+        """aiosmtpd's idle timer runs on while the DATA handler relays the message (it is
+        reset only by lines from the client): a relay to many recipients through a slow
+        upstream could outlast it, cutting the connection after some copies went out and
+        before the reply that lets a retry skip them. While a DATA is being handled the
+        timer is re-armed instead; the upstream's own timeouts bound that work (RFC 5321
+        gives the client 10 minutes for the reply)."""
+        if self._in_data:
+            self._reset_timeout()
+            return
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

@@ -590,6 +590,21 @@ async def test_a_capital_letter_does_not_get_past_an_opt_out(relay: Relay) -> No
     assert len(relay.mta.messages) == 1
 
 
+async def test_a_slow_relay_outlasting_the_idle_timeout_is_not_cut(
+        redis_url: str, tmp_path: Path) -> None:
+    # The idle timer (1 s here) runs only between client lines: a DATA whose relay takes
+    # longer (4 copies, the upstream waiting 0.4 s per command) still gets its 250, and
+    # every recipient gets exactly one copy (a cut connection made the sender retry and
+    # some copies go twice).
+    rcpts = [f"r{i}@example.com" for i in range(4)]
+    async with RecordingMta() as mta:
+        async for relay in _relay(redis_url, tmp_path, mta, smtp_timeout_s=1.0,
+                                  email_upstream_pool_size=1):
+            mta.hang_s = 0.4
+            assert await relay.send(rcpts, message()) == {}
+            assert sorted(r for m in mta.messages for r in m.rcpt_tos) == rcpts
+
+
 async def test_bare_cr_in_the_header_is_refused(relay: Relay) -> None:
     # "Subject: hi\rList-Unsubscribe: <evil>" could smuggle a header past the rewrite: 554.
     data = message().replace(b"Subject: Deals", b"Subject: Deals\rList-Unsubscribe: <x>")
