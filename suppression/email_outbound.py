@@ -12,9 +12,9 @@ allowed recipient its own copy:
   List-Unsubscribe=One-Click`` (RFC 8058), replacing any the sender set, the
   rest of the message byte for byte; a DKIM signature of the tenant's domain
   over both headers when the tenant has a key (RFC 6376);
-* transactional (keys made with ``--transactional``): the message unchanged,
-  delivered to addresses that opted out of marketing, never to addresses that
-  hard-bounced.
+* transactional (keys made with ``--transactional``): the message unchanged but
+  for the same DKIM signature (one copy for all), delivered to addresses that
+  opted out of marketing, never to addresses that hard-bounced.
 
 Retries: the SMTP reply for a message is one code for all its recipients, so
 when some recipients were relayed and another must be retried (upstream 4xx),
@@ -195,7 +195,11 @@ class EmailSender:
         # size x recipients).
         pending = [r for r, ref, seen in zip(sub.recipients, refusals, done, strict=True)
                    if ref is None and not seen]
-        first = {pending[0]: self._copy(sub, pending[0], topic)} if pending else {}
+        # Transactional mail is the same for everyone: signed once (DKIM, when the tenant
+        # has a key for the From domain), before anything is sent.
+        same = self._sign(tenant, sub.data) if sub.transactional and pending else None
+        first = {pending[0]: self._copy(sub, pending[0], topic)} \
+            if pending and same is None else {}
         gate = asyncio.Semaphore(MAX_PARALLEL_RELAYS)
 
         async def one(rcpt: str, refusal: GatewayError | None, seen: bool) -> RecipientResult:
@@ -205,7 +209,7 @@ class EmailSender:
             if seen:
                 return RecipientResult(rcpt, "relayed", 250, "2.0.0 already relayed")
             async with gate:
-                data = first.pop(rcpt, None) or self._copy(sub, rcpt, topic)
+                data = same or first.pop(rcpt, None) or self._copy(sub, rcpt, topic)
                 return await self._relay_one(sub, message_id, rcpt, data)
 
         results = list(await asyncio.gather(*(
@@ -214,7 +218,8 @@ class EmailSender:
         return results
 
     def _copy(self, sub: Submission, rcpt: str, topic: str | None) -> bytes:
-        return sub.data if sub.transactional else self._personalise(sub, rcpt, topic)
+        """A marketing recipient's own copy (transactional copies are ``relay``'s one)."""
+        return self._personalise(sub, rcpt, topic)
 
     async def _remember_partial(self, sub: Submission, results: list[RecipientResult],
                                 digests: list[str], done: list[bool]) -> None:

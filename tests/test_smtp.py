@@ -429,6 +429,15 @@ async def test_dkim_signature_covers_the_new_headers_and_verifies(
                 return record
 
             assert dkim.verify(m.data, dnsfunc=dns)
+            # Transactional mail (no unsubscribe headers) is signed too, once for all its
+            # recipients, and verifies.
+            tx = await relay.gw.key(scopes="send", transactional=True)
+            await relay.send([BOB, CAT], message(to=BOB), key=tx)
+            copies = mta.messages[1:]
+            assert len(copies) == 2 and copies[0].data == copies[1].data
+            assert em.signed_by(copies[0].data)[0][0] == "acme.example"
+            assert em.header_values(copies[0].data, "List-Unsubscribe") == []
+            assert dkim.verify(copies[0].data, dnsfunc=dns)
 
 
 CONSENTED = [f"+1415555{n:04d}" for n in range(120, 126)]
