@@ -151,8 +151,9 @@ class SmtpHandler:
         if key is None or tenant is None:
             return S530_AUTH_REQUIRED
         try:
-            rcpt = await self.sender.decide_recipient(tenant, address,
-                                                      transactional=key.transactional)
+            rcpt = await self.sender.decide_recipient(
+                tenant, address, transactional=key.transactional,
+                mail_from=envelope.mail_from or "", actor=f"key:{key.id}")
         except InvalidRecipient as exc:
             return S553_BAD_ADDRESS.format(_one_line(exc.message))
         except OptedOut as exc:

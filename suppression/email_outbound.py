@@ -127,16 +127,23 @@ class EmailSender:
 
     # -- RCPT -----------------------------------------------------------------
 
-    async def decide_recipient(self, tenant: Tenant, raw: str, *, transactional: bool) -> str:
+    async def decide_recipient(self, tenant: Tenant, raw: str, *, transactional: bool,
+                               mail_from: str = "", actor: str = "") -> str:
         """Normalise one RCPT and check it; return the address or raise.
 
         Raises ``InvalidRecipient``, ``OptedOut`` (unsubscribed, or hard-bounced
-        for transactional mail) or ``StoreUnavailable`` (fail closed).
+        for transactional mail) or ``StoreUnavailable`` (fail closed). A refusal is kept
+        as a message record (stage ``rcpt``), the evidence that mail to an unsubscribed
+        person was stopped, as refused texts are.
         """
         rcpt = normalize_email(raw)
         refused, _ = await self._refusals(tenant, [rcpt], transactional=transactional,
                                           topic=None)
         if refused[0] is not None:
+            sub = Submission(tenant, mail_from, (rcpt,), b"", transactional=transactional,
+                             actor=actor)
+            await self._record(sub, "EM" + uuid.uuid4().hex, rcpt, "refused", refused[0].code,
+                               stage="rcpt")
             raise refused[0]
         return rcpt
 
@@ -324,14 +331,16 @@ class EmailSender:
                         "(CAN-SPAM); relayed anyway", tenant.id)
 
     async def _record(self, sub: Submission, message_id: str, rcpt: str, outcome: str,
-                      code: str | None, *, reply: str | None = None) -> None:
-        """A message record per recipient (best effort: never fails the relay)."""
+                      code: str | None, *, reply: str | None = None,
+                      stage: str = "data") -> None:
+        """A message record per recipient (best effort: never fails the relay).
+        ``stage``: the SMTP command it was decided at (``rcpt`` or ``data``)."""
         at = self.clock_ms()
         record = {"id": message_id, "at": iso_ms(at), "tenant": sub.tenant.id,
                   "from": sub.mail_from, "to": rcpt,
                   "category": "transactional" if sub.transactional else "marketing",
                   "outcome": outcome, "code": code, "upstream_reply": reply,
-                  "actor": sub.actor}
+                  "actor": sub.actor, "stage": stage}
         await self.recorder.add(MessageRecord(
             sub.tenant.id, Channel.EMAIL, rcpt, record, at, False,
             sub.tenant.message_retention_days * DAY_MS))

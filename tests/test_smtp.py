@@ -141,8 +141,11 @@ async def test_unsubscribed_recipient_is_refused_at_rcpt_others_relayed(relay: R
     code, text = refused[BOB]
     assert code == 550 and b"5.7.1" in text and b"unsubscribed" in text
     assert [m.rcpt_tos for m in relay.mta.messages] == [(ANN,)]
-    records = await relay.gw.parts.store.message_records("acme", Channel.EMAIL, BOB)
-    assert [r["outcome"] for r in records] == []  # refused at RCPT: no message yet
+    # The refusal is kept as evidence that mail to an unsubscribed person was stopped.
+    (record,) = await relay.gw.parts.store.message_records("acme", Channel.EMAIL, BOB)
+    assert (record["outcome"], record["code"], record["stage"]) == ("refused", "opted_out",
+                                                                    "rcpt")
+    assert record["from"] == SENDER and record["actor"].startswith("key:")
 
 
 async def test_all_recipients_refused_means_nothing_relayed(relay: Relay) -> None:
