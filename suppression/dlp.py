@@ -78,8 +78,47 @@ def texts(data: bytes) -> Iterator[str]:
             continue
         if kind in XLSX_TYPES or name.endswith(".xlsx"):
             yield xlsx_text(payload)
-        elif kind.startswith("text/") or kind in TEXT_TYPES or name.endswith(TEXT_EXTENSIONS):
+        elif kind.startswith("text/") or kind in TEXT_TYPES or name.endswith(TEXT_EXTENSIONS) \
+                or looks_like_text(payload):
+            # By content too: a list sent as application/octet-stream, x-ndjson or a
+            # renamed .dat is still a list.
             yield _decode(part, payload)
+        elif payload.startswith(_ZIP_MAGIC):
+            yield from zip_texts(payload)
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_TEXT_BYTES = bytes([*range(0x20, 0x7F), 0x09, 0x0A, 0x0D, *range(0x80, 0x100)])
+
+
+def looks_like_text(payload: bytes, sample: int = 4096) -> bool:
+    """Text by content: no NUL and at least 95 % printable bytes in the first 4 KB
+    (bytes >= 0x80 count as printable: UTF-8 and Latin text)."""
+    head = payload[:sample]
+    if not head or b"\x00" in head:
+        return False
+    control = len(head.translate(None, _TEXT_BYTES))  # C speed: what is left is control
+    return control <= 0.05 * len(head)
+
+
+def zip_texts(payload: bytes) -> Iterator[str]:
+    """The text members of a ZIP archive (an XLSX's cells, other members that look like
+    text), reading at most ``MAX_XLSX_BYTES`` uncompressed bytes in all."""
+    if b"xl/worksheets/" in payload[:1 << 16] or b"xl/sharedStrings" in payload:
+        yield xlsx_text(payload)
+        return
+    budget = MAX_XLSX_BYTES
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            for info in archive.infolist():
+                if info.is_dir() or info.file_size > budget:
+                    continue
+                budget -= info.file_size
+                member = archive.read(info)
+                if looks_like_text(member):
+                    yield member.decode("utf-8", "replace")
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, RuntimeError):
+        return
 
 
 def _decode(part: Message, payload: bytes) -> str:

@@ -501,6 +501,34 @@ async def test_sms_optin_data_to_an_outside_recipient_is_refused(relay: Relay, k
     assert [m.rcpt_tos for m in relay.mta.messages] == [("ops@acme.example",)]
 
 
+def _zipped(name: str, content: bytes) -> bytes:
+    import io
+    import zipfile
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, content)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("filename", "maintype", "subtype", "wrap"), [
+    ("acme-sms_consents.jsonl", "application", "x-ndjson", False),
+    ("list.dat", "application", "octet-stream", False),
+    ("", "application", "vnd.ms-excel", False),
+    ("list.zip", "application", "zip", True),
+])
+async def test_a_list_under_another_type_or_zipped_is_still_read(
+        relay: Relay, filename: str, maintype: str, subtype: str, wrap: bool) -> None:
+    # The guard reads attachments by content, not only by declared type or name: the
+    # gateway's own JSONL export, a CSV renamed .dat or sent as vnd.ms-excel, a zipped CSV.
+    await _consent(relay)
+    rows = "\n".join(f'{{"identifier": "{n}", "channel": "sms"}}' for n in CONSENTED)
+    content = _zipped("list.csv", rows.encode()) if wrap else rows.encode()
+    data = _with_attachment(content, filename, maintype, subtype)
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        await relay.send(["partner@broker.example"], data)
+    assert info.value.smtp_code == 550 and relay.mta.messages == []
+
+
 async def test_ordinary_mail_and_other_tenants_numbers_pass_the_sharing_guard(
         relay: Relay) -> None:
     # A newsletter with a phone number or two, and a list of numbers another tenant holds
