@@ -36,11 +36,15 @@ def test_numbers_in_csv_json_and_text_attachments_are_found() -> None:
 
 
 def test_unreadable_xlsx_and_binary_attachments_yield_nothing() -> None:
-    # A broken workbook and a PDF are skipped, never an error.
+    # A broken workbook and a binary file (a PDF's compressed streams) are skipped, never
+    # an error; a part is read by content, so text under a binary name still counts.
     bad = _mail(b"PK\x03\x04not a zip", "x.xlsx", "application", "octet-stream")
     assert dlp.phone_numbers(bad) == set()
-    pdf = _mail(b"%PDF-1.4 4155550120 2125550199", "x.pdf", "application", "pdf")
+    binary = b"%PDF-1.4\n%\xe2\xe3\n" + bytes(range(256)) * 4 + b" 4155550120 2125550199"
+    pdf = _mail(binary, "x.pdf", "application", "pdf")
     assert dlp.phone_numbers(pdf) == set()
+    text = _mail(b"4155550120\n2125550199\n", "x.pdf", "application", "pdf")
+    assert dlp.phone_numbers(text) == {"+14155550120", "+12125550199"}
 
 
 def test_boundaries_and_ids_are_not_numbers() -> None:
