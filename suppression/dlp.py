@@ -42,8 +42,19 @@ _SEP = r"[\s().\[\]/~\u2010-\u2015\u2212\u30fc\uff0d\uff0f-]"
 _QP_SOFT_BREAK = re.compile(rb"=\r?\n")
 _QP_DIGIT = re.compile(rb"=(3[0-9])")  # a digit written as a quoted-printable escape
 # Encodings whose digits the raw-byte count cannot see.
-_OPAQUE = re.compile(rb"(?i)base64|x-uue|uuencode|^begin [0-7]{3} |binary|utf-16|utf-32|"
-                     rb"ucs-2|ucs-4", re.M)
+# Encodings that may hide digits from a byte-level count. Looked for as plain substrings
+# of the lower-cased message (C speed: one case-insensitive alternation regex took ~0.5 ms
+# on 10 KB), plus uuencode's "begin 644 " line.
+_OPAQUE_WORDS = (b"base64", b"x-uue", b"uuencode", b"binary", b"utf-16", b"utf-32", b"ucs-2",
+                 b"ucs-4")
+_UU_BEGIN = re.compile(rb"^begin [0-7]{3} ", re.M)
+
+
+def _opaque(data: bytes) -> bool:
+    lowered = data.lower()
+    if any(word in lowered for word in _OPAQUE_WORDS):
+        return True
+    return (b"begin " in lowered) and _UU_BEGIN.search(lowered) is not None
 _FANCY = [(chr(0xFF10 + d), str(d).encode()) for d in range(10)] + \
     [(chr(c), b"-") for c in (*range(0x2010, 0x2016), 0x2212, 0x30FC, 0xFF0D, 0xFF0F)]
 # Each as UTF-8 bytes and as quoted-printable escapes of them (upper and lower case hex).
@@ -206,7 +217,7 @@ def may_hold(data: bytes, at_least: int) -> bool:
     full scan could find. Anything else (base64, uuencode, binary, UTF-16/32) may hide
     digits from that count: True, and the caller scans it in full.
     """
-    if _OPAQUE.search(data):
+    if _opaque(data):
         return True
     return _phone_like_count(data) >= at_least
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from email.message import EmailMessage
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -90,5 +91,19 @@ def test_fast_count_never_undercounts(parts: list[str]) -> None:
     msg.set_content(text)
     data = msg.as_bytes()
     found = dlp.phone_numbers(data)
-    if not dlp._OPAQUE.search(data):  # base64 and the like always take the full scan
+    if not dlp._opaque(data):  # base64 and the like always take the full scan
         assert dlp._phone_like_count(data) >= len(found)
+
+
+@pytest.mark.parametrize(("data", "opaque"), [
+    (b"Content-Transfer-Encoding: BASE64\r\n\r\nQUJD\r\n", True),
+    (b"Content-Type: text/plain; charset=UTF-16\r\n\r\nx", True),
+    (b"Subject: x\r\n\r\nbegin 644 list.csv\r\nM,3(S\r\n", True),
+    (b"Subject: x\r\n\r\nWe begin 644 days of deals\r\n", False),
+    (b"Subject: Deals\r\n\r\nPlain text, 415 555 0100.\r\n", False),
+])
+def test_encodings_that_may_hide_digits_are_spotted_in_any_case(data: bytes,
+                                                                 opaque: bool) -> None:
+    # base64, uuencode ("begin 644" at a line start), UTF-16/32 take the full scan; plain
+    # mail does not (the check is substring search on the lower-cased bytes, C speed).
+    assert dlp._opaque(data) is opaque
