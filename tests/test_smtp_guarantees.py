@@ -21,7 +21,7 @@ import aiosmtplib
 import pytest
 from conftest import TENANTS, Gateway, make_settings, start_gateway, stop_gateway
 from fake_mta import RecordingMta
-from test_smtp import ANN, BOB, SENDER, Relay, _relay, message
+from test_smtp import ANN, BOB, SENDER, Relay, _dsn, _relay, message
 
 from gateway.embedded_redis import RedisServerProcess
 from gateway.settings import SettingsError
@@ -109,19 +109,7 @@ def mail_feedback(port: int, data: bytes, sender: str = "fbl@fbl.example") -> di
 
 
 def hard_bounce_dsn(final: str, token: str) -> bytes:
-    return (
-        "From: MAILER-DAEMON@mx.example\r\nTo: feedback@gw.example\r\n"
-        "Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="b2"\r\n\r\n'
-        "--b2\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
-        "--b2\r\nContent-Type: message/delivery-status\r\n\r\n"
-        "Reporting-MTA: dns; mx.example\r\n\r\n"
-        f"Final-Recipient: rfc822; {final}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
-        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n"
-        "--b2\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-        f"From: news@acme.example\r\nTo: {final}\r\n"
-        f"List-Unsubscribe: <https://gw.example/u/{token}>\r\n\r\n"
-        "--b2--\r\n").encode()
+    return _dsn(final, "5.1.1", token)
 
 
 def arf(report_fields: list[str], quoted_to: str | None) -> bytes:
