@@ -222,13 +222,20 @@ def may_hold(data: bytes, at_least: int) -> bool:
     return _phone_like_count(data) >= at_least
 
 
-def phone_numbers(data: bytes, region: str = "US", *, at_least: int = 1) -> set[str]:
+class TooManyCandidates(Exception):
+    """More than ``MAX_CANDIDATES`` number-like runs: the message cannot be fully checked."""
+
+
+def phone_numbers(data: bytes, region: str = "US", *, at_least: int = 1,
+                  strict: bool = False) -> set[str]:
     """Distinct valid phone numbers (E.164) in the message's texts and attachments.
 
     Returns early with none when ``may_hold`` rules out ``at_least``. Numbers are found by
     libphonenumber's own matcher (valid numbers only), run on each candidate run rather
     than the whole text: the same numbers, at a fraction of the cost; at most
-    ``MAX_CANDIDATES`` runs are examined (a bound on the work one message can cause).
+    ``MAX_CANDIDATES`` runs are examined (a bound on the work one message can cause);
+    ``strict``: past that bound raise :class:`TooManyCandidates` instead of answering with
+    what was found so far (the guard cannot vouch for the rest, so it refuses).
     """
     if not may_hold(data, at_least):
         return set()
@@ -240,5 +247,7 @@ def phone_numbers(data: bytes, region: str = "US", *, at_least: int = 1) -> set[
                 found.add(phonenumbers.format_number(match.number, PhoneNumberFormat.E164))
             budget -= 1
             if budget <= 0:
+                if strict:
+                    raise TooManyCandidates()
                 return found
     return found

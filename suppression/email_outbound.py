@@ -257,20 +257,32 @@ class EmailSender:
             return refusals
         # A list-like message: libphonenumber is slow and holds the GIL in pure Python, so
         # off the event loop, and bounded (dlp.MAX_CANDIDATES).
-        numbers = await asyncio.to_thread(dlp.phone_numbers, sub.data, tenant.default_region,
-                                          at_least=need)
-        if len(numbers) < tenant.dlp_min_numbers:
-            return refusals
-        found = await self.store.consent_records(tenant.id, Channel.SMS, sorted(numbers))
-        if found < tenant.dlp_min_numbers:
-            return refusals
-        refusal = SharingProhibited(
-            f"the message carries SMS opt-in data ({found} phone numbers from "
-            f"{tenant.brand}'s consent records) and may not go outside "
-            f"{', '.join(tenant.email_domains) or 'the tenant'}; nothing was relayed to "
-            "this recipient", rule=DLP_RULE)
-        log.warning("sharing guard: tenant %s, %d consented SMS numbers in a message to %d "
-                    "outside recipient(s): refused", tenant.id, found, len(outside))
+        inside = ", ".join(tenant.email_domains) or "the tenant"
+        try:
+            numbers = await asyncio.to_thread(dlp.phone_numbers, sub.data,
+                                              tenant.default_region, at_least=need,
+                                              strict=True)
+        except dlp.TooManyCandidates:
+            # It cannot check, so it does not send (outside the tenant's domains).
+            found = -1
+            refusal = SharingProhibited(
+                f"the message holds more than {dlp.MAX_CANDIDATES:,} number-like values, too "
+                f"many to check for SMS opt-in data; it may not go outside {inside} (split "
+                "it, or send it from inside); nothing was relayed to this recipient",
+                rule=DLP_RULE)
+        else:
+            if len(numbers) < tenant.dlp_min_numbers:
+                return refusals
+            found = await self.store.consent_records(tenant.id, Channel.SMS, sorted(numbers))
+            if found < tenant.dlp_min_numbers:
+                return refusals
+            refusal = SharingProhibited(
+                f"the message carries SMS opt-in data ({found} phone numbers from "
+                f"{tenant.brand}'s consent records) and may not go outside {inside}; "
+                "nothing was relayed to this recipient", rule=DLP_RULE)
+        log.warning("sharing guard: tenant %s, %s in a message to %d outside recipient(s): "
+                    "refused", tenant.id, "too many number-like values to check" if found < 0
+                    else f"{found} consented SMS numbers", len(outside))
         await self._audit_sharing(sub, [sub.recipients[i] for i in outside], found)
         return [refusal if i in outside else ref for i, ref in enumerate(refusals)]
 
@@ -279,8 +291,11 @@ class EmailSender:
             try:
                 await self.store.append_audit(
                     sub.tenant.id, Channel.EMAIL, rcpt, kind="sharing_refused",
-                    source="smtp", detail={"rule": DLP_RULE, "sms_numbers": found,
-                                           "from": sub.mail_from, "actor": sub.actor})
+                    source="smtp", detail={"rule": DLP_RULE, "from": sub.mail_from,
+                                           "actor": sub.actor,
+                                           # -1: too many number-like values to check
+                                           **({"sms_numbers": found} if found >= 0
+                                              else {"unchecked": "too_many_candidates"})})
             except StoreUnavailable:
                 log.warning("sharing refusal to %s not audited: store unavailable",
                             mask(Channel.EMAIL, rcpt))

@@ -529,6 +529,22 @@ async def test_a_list_under_another_type_or_zipped_is_still_read(
     assert info.value.smtp_code == 550 and relay.mta.messages == []
 
 
+async def test_a_list_too_big_to_check_does_not_go_outside(relay: Relay) -> None:
+    # 5,001 number-like values ahead of the consented numbers used to exhaust the scan's
+    # budget and let the list out; past the budget the guard cannot vouch for the message,
+    # so it refuses outside recipients (inside ones still get it).
+    await _consent(relay)
+    junk = "\n".join(f"order {1000000 + i}-{i % 97:02d}" for i in range(5001))
+    data = _with_attachment((junk + "\n" + "\n".join(CONSENTED)).encode(), "list.csv",
+                            "text", "csv")
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        await relay.send(["partner@broker.example"], data)
+    assert info.value.smtp_code == 550 and b"too many" in info.value.smtp_error
+    audit = await relay.gw.parts.store.audit("acme", Channel.EMAIL, "partner@broker.example")
+    assert [a.type for a in audit] == ["sharing_refused"]
+    assert await relay.send(["ops@acme.example"], data) == {}
+
+
 async def test_ordinary_mail_and_other_tenants_numbers_pass_the_sharing_guard(
         relay: Relay) -> None:
     # A newsletter with a phone number or two, and a list of numbers another tenant holds
