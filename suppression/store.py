@@ -326,6 +326,23 @@ class RedisStore:
         return (codec.decode_entry(sup) if sup is not None else None,
                 decode_consent(con) if con is not None else None, times)
 
+    async def rewrite_aof(self) -> bool:
+        """Ask Redis to rewrite its append-only file (``BGREWRITEAOF``) when it keeps one, so
+        an erased person's old writes leave the disk too, not only memory. Best effort: a
+        Redis without AOF, or one that refuses the command (managed services may), is left
+        alone. True if a rewrite was started or scheduled."""
+        try:
+            info: Any = await self._call("info", lambda: self.client.info("persistence"))
+            if not int(info.get("aof_enabled", 0)):
+                return False
+            await self._call("bgrewriteaof",
+                             partial(self.client.execute_command, "BGREWRITEAOF"))
+        except StoreUnavailable:
+            log.warning("Redis did not rewrite its append-only file: erased data stays in "
+                        "it until its next rewrite")
+            return False
+        return True
+
     async def reserve_send(self, tenant: str, channel: Channel, identifier: str, *,
                            at_s: int, cap: int, window_s: int, keep: int = 3) -> Reservation:
         """Take a slot of a per-window cap atomically (``reserve_send.lua``): ``at_s`` is

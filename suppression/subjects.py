@@ -428,6 +428,7 @@ async def erase(service: SuppressionService, tenant: str, channel: Channel, iden
         store.erased_field(tenant, channel, identifier), entry, line, at - window_ms])
     sups, consents, sends, audits, messages, confirmations, before = (int(n) for n in result)
     clear_caches()  # the normaliser's memo holds plaintext spellings
+    await store.rewrite_aof()  # the append-only file still holds the old writes
     log.info("erased %s for tenant %s (reference %s)", mask(channel, identifier), tenant,
              held.reference)
     return Erasure(channel, identifier, held.reference, already_erased=bool(before) and not (

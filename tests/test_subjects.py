@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import ClientResponse
-from conftest import Gateway, make_settings, start_gateway, stop_gateway
+from conftest import NOON_NY, Gateway, make_settings, start_gateway, stop_gateway
 from fake_sms_provider import FakeSmsProvider
 from redis_proc import RedisServerProcess
 
@@ -400,3 +400,43 @@ async def test_hashed_entry_is_keyed_and_never_listed(sgw: Gateway) -> None:
     page = await body_of(await sgw.http.get("/v1/suppressions?channel=sms",
                                             headers=sgw.auth(key)), 200)
     assert page["items"] == []
+
+
+async def test_erasure_has_redis_rewrite_its_append_only_file(own_redis: RedisServerProcess,
+                                                               tmp_path: Path) -> None:
+    # Redis's AOF keeps every old write: after an erasure the gateway asks for a rewrite,
+    # and once it is done the number is nowhere in the files on disk either.
+    settings = make_settings(own_redis.url, tmp_path / "d")
+    parts, client = await start_gateway(settings)
+    parts.sms.clock = lambda: NOON_NY
+    gw = Gateway(parts, client)
+    try:
+        key = await gw.key()
+        await populate_sms(gw, key)
+        aof_dir = own_redis.directory
+
+        def on_disk() -> bool:
+            return any(PHONE[2:].encode() in f.read_bytes()
+                       for f in aof_dir.rglob("*") if f.is_file() and "aof" in f.name)
+
+        raw = aioredis.Redis.from_url(own_redis.url)
+        try:
+            await asyncio.sleep(1.1)  # appendfsync everysec: the writes reach the file
+            assert on_disk()
+            before = int((await raw.info("persistence"))["aof_rewrites"])
+            await body_of(await gw.http.delete(f"/v1/subjects/sms/{PHONE}",
+                                               headers=gw.auth(key)), 200)
+            for _ in range(100):
+                info = await raw.info("persistence")
+                if int(info["aof_rewrites"]) > before and not int(
+                        info["aof_rewrite_in_progress"]):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("no AOF rewrite after the erasure")
+            await asyncio.sleep(1.1)
+            assert not on_disk()
+        finally:
+            await raw.aclose()
+    finally:
+        await stop_gateway(parts, client)
