@@ -139,6 +139,9 @@ class DatasetInfo:
     consent_evidence: bool = False  # who opted in, when, how, what they were shown
     email_addresses: bool = False
     suppression_list: bool = False  # a list of people who opted out
+    # Names people who opted out without being a suppression list (records of refused
+    # sends): the CAN-SPAM transfer rule applies, the processor default does not.
+    names_opted_out: bool = False
 
 
 DATASETS: dict[Dataset, DatasetInfo] = {
@@ -151,7 +154,8 @@ DATASETS: dict[Dataset, DatasetInfo] = {
     # Records of SMS and email sends: every one names the number or address it went to,
     # refused ones (opted out) included. Both channels' rules apply to the whole.
     Dataset.MESSAGE_RECORDS: DatasetInfo("message records (who was texted or mailed, when, "
-                                         "outcome)", sms_numbers=True, email_addresses=True),
+                                         "outcome)", sms_numbers=True, email_addresses=True,
+                                         names_opted_out=True),
 }
 
 OUTSIDE = frozenset({RecipientType.AFFILIATE, RecipientType.THIRD_PARTY})
@@ -268,7 +272,7 @@ class FixedRule:
 
 
 def _email_transfer(info: DatasetInfo, recipient: Recipient, purpose: Purpose) -> bool:
-    if not (info.email_addresses and info.suppression_list):
+    if not (info.email_addresses and (info.suppression_list or info.names_opted_out)):
         return False
     if recipient.type is RecipientType.FIRST_PARTY or purpose is Purpose.COMPLIANCE:
         return False

@@ -23,7 +23,8 @@ from suppression.tenants import Tenant
 # The documented defaults (suppression/sharing.py). Codes: first = first_party,
 # proc = suppression_list_to_processor, no = not_allowed_by_default, and the fixed rules:
 # SMS = sms_optin_no_third_party_marketing, EVID = consent_evidence_not_to_processors,
-# SPAM = can_spam_no_transfer_of_opted_out_addresses.
+# SPAM = can_spam_no_transfer_of_opted_out_addresses (message records name opted-out
+# addresses too: their refused sends).
 DEFAULTS = """
 dataset             purpose      first_party processor affiliate third_party
 sms_consents        service      first       EVID      no        no
@@ -36,11 +37,11 @@ sms_suppressions    compliance   first       proc      no        no
 sms_suppressions    analytics    first       no        no        no
 sms_suppressions    marketing    first       no        SMS       SMS
 sms_suppressions    promotional  first       no        SMS       SMS
-message_records     service      first       no        no        no
+message_records     service      first       no        SPAM      SPAM
 message_records     compliance   first       no        no        no
-message_records     analytics    first       no        no        no
-message_records     marketing    first       no        SMS       SMS
-message_records     promotional  first       no        SMS       SMS
+message_records     analytics    first       SPAM      SPAM      SPAM
+message_records     marketing    first       SPAM      SMS       SMS
+message_records     promotional  first       SPAM      SMS       SMS
 email_suppressions  service      first       proc      SPAM      SPAM
 email_suppressions  compliance   first       proc      no        no
 email_suppressions  analytics    first       SPAM      SPAM      SPAM
