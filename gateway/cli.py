@@ -30,7 +30,7 @@ EXIT_USAGE, EXIT_UNAVAILABLE = 2, 1
 
 @asynccontextmanager
 async def components(settings: Settings) -> AsyncIterator[Components]:
-    parts = await Components.start(settings)
+    parts = await Components.start(settings, retention=False)  # serve sweeps
     try:
         yield parts
     finally:

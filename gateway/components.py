@@ -65,7 +65,10 @@ class Components:
         instance: str | None = None,
         fsync: FsyncFn = os.fsync,
         on_fatal: Callable[[BaseException], None] | None = None,
+        retention: bool = True,
     ) -> Components:
+        """``retention``: run the retention sweeper here (one process per Redis is enough:
+        ``serve``'s first worker; never a CLI command)."""
         # Before anything is started: reading (or generating) the key may fail.
         tokens = TokenSigner(settings.token_keys(),
                              max_age_s=settings.token_max_age_days * 86400)
@@ -113,7 +116,7 @@ class Components:
         except BaseException:
             await self._close_client()
             raise
-        if settings.retention_cycle_s > 0:
+        if retention and settings.retention_cycle_s > 0:
             self.retention = RetentionSweeper(store, settings.tenants.values(),
                                               cycle_s=settings.retention_cycle_s,
                                               start_delay_s=settings.retention_start_delay_s)

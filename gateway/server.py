@@ -51,7 +51,9 @@ async def serve(settings: Settings, *, fsync: FsyncFn = os.fsync,
     for warning in settings.warnings() if worker is None else []:
         log.warning("%s", warning)
 
-    components = await Components.start(settings, fsync=fsync, on_fatal=lambda exc: stop.set())
+    # One retention sweeper per Redis: the first worker's (the work is per tenant, shared).
+    components = await Components.start(settings, fsync=fsync, on_fatal=lambda exc: stop.set(),
+                                        retention=worker in (None, 0))
     # What start-up built (phone metadata, classifier tables, settings) lives as long as the
     # process: out of the collector's sight, a full collection no longer stalls every
     # request for 10-40 ms (measured: bench/README.md, bench_sms.py).

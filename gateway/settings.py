@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from suppression.apikeys import TENANT_RE
@@ -31,6 +31,21 @@ log = logging.getLogger(__name__)
 
 
 MAX_WORKERS = 64
+
+
+def _sender_owners(tenants: dict[str, Tenant]) -> dict[str, Tenant]:
+    """Sender number -> the tenant that lists it. A number routes inbound replies to its
+    tenant: listed by two, a STOP or a YES sent to it would be one tenant's word applied
+    to the other, so that is refused (ValueError naming both)."""
+    owners: dict[str, Tenant] = {}
+    for tid, tenant in tenants.items():
+        for number in tenant.sms_senders:
+            if number in owners:
+                raise ValueError(f"sms sender {number} is listed by tenants "
+                                 f"'{owners[number].id}' and '{tid}': a number belongs to "
+                                 "one tenant (its inbound replies are that tenant's)")
+            owners[number] = tenant
+    return owners
 
 
 class SettingsError(Exception):
@@ -171,19 +186,12 @@ class Settings(BaseSettings):
             if not TENANT_RE.match(tid):
                 raise ValueError(f"tenant id '{tid}' must be 1-32 of a-z, 0-9, '_' or '-'")
             out[tid] = tenant.model_copy(update={"id": tid})
-        # A sender number routes inbound replies to its tenant: shared by two, a STOP or a
-        # YES sent to it would be one tenant's word applied to the other.
-        owner: dict[str, str] = {}
-        for tid, tenant in out.items():
-            for number in tenant.sms_senders:
-                if number in owner:
-                    raise ValueError(f"sms sender {number} is listed by tenants "
-                                     f"'{owner[number]}' and '{tid}': a number belongs to "
-                                     "one tenant (its inbound replies are that tenant's)")
-                owner[number] = tid
+        _sender_owners(out)  # refuses a number listed by two tenants
         if not out:
             out["default"] = Tenant(id="default")
         return out
+
+    _owners: dict[str, Tenant] | None = PrivateAttr(default=None)
 
     def __repr__(self) -> str:
         return (f"Settings(redis_url={_mask_url(self.redis_url)!r}, data_dir={self.data_dir!r}, "
@@ -240,10 +248,11 @@ class Settings(BaseSettings):
         return self.tenants.get(tenant_id)
 
     def tenant_for_sender(self, number: str) -> Tenant | None:
-        for tenant in self.tenants.values():
-            if number in tenant.sms_senders:
-                return tenant
-        return None
+        """The tenant that owns ``number`` (each number belongs to one: ``_sender_owners``).
+        Every inbound text asks: a dict built once, not a scan of every tenant's senders."""
+        if self._owners is None:
+            self._owners = _sender_owners(self.tenants)
+        return self._owners.get(number)
 
     def warnings(self) -> list[str]:
         """Risky combinations, logged at start-up."""
