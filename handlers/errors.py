@@ -51,16 +51,21 @@ def error_response(code: str, message: str, *, field: str | None = None,
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
         body["field"] = field
+    return retry_response({"error": body}, body, status or STATUS.get(code, 400),
+                          retry_at_ms, headers)
+
+
+def retry_response(payload: dict[str, Any], carrier: dict[str, Any], status: int,
+                   retry_at_ms: int | None,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON error reply; with ``retry_at_ms`` (quiet hours, caps) ``retry_at`` goes into
+    ``carrier`` (the part of ``payload`` holding the error) and ``Retry-After`` (whole
+    seconds, at least 1) into the headers. Shared by the JSON and Twilio-shaped errors."""
     if retry_at_ms is not None:
-        body["retry_at"] = iso_ms(retry_at_ms)
-        headers = {**(headers or {}), "Retry-After": retry_after_s(retry_at_ms)}
-    return web.json_response({"error": body}, status=status or STATUS.get(code, 400),
-                             headers=headers)
-
-
-def retry_after_s(retry_at_ms: int) -> str:
-    """Whole seconds from now until ``retry_at_ms`` (at least 1), for ``Retry-After``."""
-    return str(max(1, -(-(retry_at_ms - now_ms()) // 1000)))
+        carrier["retry_at"] = iso_ms(retry_at_ms)
+        wait_s = max(1, -(-(retry_at_ms - now_ms()) // 1000))
+        headers = {**(headers or {}), "Retry-After": str(wait_s)}
+    return web.json_response(payload, status=status, headers=headers)
 
 
 class ClientError(GatewayError):

@@ -17,14 +17,13 @@ from aiohttp import web
 from suppression.apikeys import ApiKey, Scope, Unauthenticated
 from suppression.errors import GatewayError, InvalidRecipient, InvalidRequest, NotFound
 from suppression.identifiers import normalize_phone
-from suppression.models import iso_ms
 from suppression.outbound import MAX_BODY_CHARS, SentSms, SmsRequest
 from suppression.tenants import Tenant
 
 from . import twilio
 from .auth import authenticate
 from .context import parts
-from .errors import parse_json, retry_after_s
+from .errors import parse_json, retry_response
 from .sms_schemas import InboundIn, SmsIn
 
 log = logging.getLogger(__name__)
@@ -56,12 +55,7 @@ async def send_sms(request: web.Request) -> web.Response:
 
 def _twilio_error(exc: GatewayError) -> web.Response:
     status, payload = twilio.error_body(exc)
-    retry_at_ms: int | None = getattr(exc, "retry_at_ms", None)
-    if retry_at_ms is None:
-        return web.json_response(payload, status=status)
-    payload["retry_at"] = iso_ms(retry_at_ms)
-    return web.json_response(payload, status=status,
-                             headers={"Retry-After": retry_after_s(retry_at_ms)})
+    return retry_response(payload, payload, status, getattr(exc, "retry_at_ms", None))
 
 
 async def _basic_key(request: web.Request, tenant_id: str) -> ApiKey:

@@ -31,17 +31,13 @@ from xml.etree import ElementTree
 import phonenumbers
 from phonenumbers import Leniency, PhoneNumberFormat
 
-# 10-15 digits, allowing the usual separators, not inside a longer digit run.
 MIN_DIGITS = 7  # the shortest valid numbers (some countries) have 7 digits with the code
 MAX_DIGITS = 15  # E.164
 # Digits and whatever libphonenumber accepts between them (dashes of every kind, slashes,
 # brackets, dots, tildes, blanks).
 _SEP = r"[\s().\[\]/~\u2010-\u2015\u2212\u30fc\uff0d\uff0f-]"
-# Runs of at least MIN_DIGITS digits with phone punctuation between them: shorter runs
-# (prices, dates, counts) never match, so ordinary text yields almost no matches.
 _QP_SOFT_BREAK = re.compile(rb"=\r?\n")
 _QP_DIGIT = re.compile(rb"=(3[0-9])")  # a digit written as a quoted-printable escape
-# Encodings whose digits the raw-byte count cannot see.
 # Encodings that may hide digits from a byte-level count. Looked for as plain substrings
 # of the lower-cased message (C speed: one case-insensitive alternation regex took ~0.5 ms
 # on 10 KB), plus uuencode's "begin 644 " line.
@@ -66,6 +62,8 @@ _SEPARATOR_BYTES = b" \t\r\n\x0b\x0c().[]/~+-"
 _SHAPE = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 if b in _SEPARATOR_BYTES else 0x78
                for b in range(256))
 _LONG_ID = MAX_DIGITS + 1
+# Runs of at least MIN_DIGITS digits with phone punctuation between them: shorter runs
+# (prices, dates, counts) never match, so ordinary text yields almost no matches.
 # Tried only where a run starts (not after a digit), and never backtracking (possessive),
 # so each stretch of text is scanned once.
 _DIGIT_RUN = re.compile(rf"(?<!\d)[+(\[]?\d(?:{_SEP}*+\d){{{MIN_DIGITS - 1},}}+")
@@ -162,18 +160,18 @@ def xlsx_text(payload: bytes) -> str:
     return " ".join(out)
 
 
-def _runs(text: str) -> Iterator[tuple[str, int]]:
-    """Runs of digits and phone punctuation that may hold a number, with their digit count.
+def _runs(text: str) -> Iterator[str]:
+    """Runs of digits and phone punctuation that may hold a number (``_DIGIT_RUN`` already
+    asks for at least ``MIN_DIGITS`` digits).
 
     A run of more than 15 digits with no punctuation at all (a MIME boundary, a message
     id, a tracking code) holds no number: E.164 numbers have at most 15 digits, and
     libphonenumber never takes a number out of a longer digit string."""
     for m in _DIGIT_RUN.finditer(text):
         run = m.group()
-        digits = sum(c.isdigit() for c in run)
-        if digits < MIN_DIGITS or (digits > MAX_DIGITS and run.lstrip("+([").isdigit()):
+        if run.lstrip("+([").isdigit() and sum(c.isdigit() for c in run) > MAX_DIGITS:
             continue
-        yield run, digits
+        yield run
 
 
 def _phone_like_count(data: bytes) -> int:
@@ -242,7 +240,7 @@ def phone_numbers(data: bytes, region: str = "US", *, at_least: int = 1,
     found: set[str] = set()
     budget = MAX_CANDIDATES
     for text in texts(data):
-        for run, _ in _runs(text):
+        for run in _runs(text):
             for match in phonenumbers.PhoneNumberMatcher(run, region, leniency=Leniency.VALID):
                 found.add(phonenumbers.format_number(match.number, PhoneNumberFormat.E164))
             budget -= 1

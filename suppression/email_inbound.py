@@ -86,15 +86,13 @@ class EmailFeedback:
         scopes: tuple[str, ...]
         if report.kind == "complaint":
             reason, scopes, wanted = Reason.COMPLAINT, ("",), "complaint"
-        elif report.kind in ("hard_bounce", "soft_bounce"):
+        elif report.kind == "hard_bounce":  # a soft-bounce report holds no hard bounce
             # A DSN may list several recipients, only some of them hard bounces.
             reason, scopes, wanted = Reason.BOUNCE, ("", HARD_BOUNCE_SCOPE), "hard_bounce"
         else:
             return []
-        targets: dict[str, str] = {}  # address -> tenant
-        for c in claims:
-            if report.kind == "complaint":
-                targets[c.identifier] = c.tenant
+        # address -> tenant; a complaint is about the people our tokens in it name
+        targets = {c.identifier: c.tenant for c in claims} if report.kind == "complaint" else {}
         by_address = {c.identifier.lower(): c.tenant for c in claims}
         fallback = _only(set(by_address.values())) or _only(set(self.tenants))
         for rcpt in report.recipients:

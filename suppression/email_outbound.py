@@ -205,7 +205,7 @@ class EmailSender:
         # Transactional mail is the same for everyone: signed once (DKIM, when the tenant
         # has a key for the From domain), before anything is sent.
         same = self._sign(tenant, sub.data) if sub.transactional and pending else None
-        first = {pending[0]: self._copy(sub, pending[0], topic)} \
+        first = {pending[0]: self._personalise(sub, pending[0], topic)} \
             if pending and same is None else {}
         gate = asyncio.Semaphore(MAX_PARALLEL_RELAYS)
 
@@ -216,17 +216,13 @@ class EmailSender:
             if seen:
                 return RecipientResult(rcpt, "relayed", 250, "2.0.0 already relayed")
             async with gate:
-                data = same or first.pop(rcpt, None) or self._copy(sub, rcpt, topic)
+                data = same or first.pop(rcpt, None) or self._personalise(sub, rcpt, topic)
                 return await self._relay_one(sub, message_id, rcpt, data)
 
         results = list(await asyncio.gather(*(
             one(r, ref, s) for r, ref, s in zip(sub.recipients, refusals, done, strict=True))))
         await self._remember_partial(sub, results, digests, done)
         return results
-
-    def _copy(self, sub: Submission, rcpt: str, topic: str | None) -> bytes:
-        """A marketing recipient's own copy (transactional copies are ``relay``'s one)."""
-        return self._personalise(sub, rcpt, topic)
 
     async def _remember_partial(self, sub: Submission, results: list[RecipientResult],
                                 digests: list[str], done: list[bool]) -> None:

@@ -16,9 +16,9 @@ The rules, in order, each refusal with its code (COMPLIANCE.md):
 The state for 4-5 (suppression, consent, recent sends) is read in one round trip.
 
 The message record of an attempt is written behind the response, batched with other
-sends' records (``MessageRecorder``), except for a marketing text sent to a number under a
-per-24 h cap: the next decision about that number must count it, so that record is
-written before the send answers.
+sends' records (``MessageRecorder``). A marketing text to a number under a per-24 h cap
+first takes its slot in Redis (``reserve_send.lua``, before the upstream is called), so the
+next decision counts it whatever happens to the record.
 """
 
 from __future__ import annotations
@@ -418,7 +418,7 @@ class SmsSender:
                   "footer_added": approved.footer_added if approved else False}
         # A capped send's time is in the send times already: its reservation put it there.
         sent = outcome == "sent" and req.category == "marketing" and (
-            approved is None or approved.cap is None)
+            approved is not None and approved.cap is None)
         await self.recorder.add(MessageRecord(req.tenant.id, Channel.SMS, to, record, _ms(now),
                                               sent,
                                               req.tenant.message_retention_days * DAY_S * 1000))

@@ -43,6 +43,7 @@ T = TypeVar("T")
 CONSENT_REVOKED, CONSENT_GRANTED, CONSENT_PENDING = 0, 1, 2
 LIST_SCAN_BATCH = 256  # used buckets read per round trip while listing
 MAX_PAGE = 1000
+KEEP_SENDS = 3  # marketing send times kept per identifier: enough for the largest cap (3/24 h)
 
 
 def _load_lua(name: str) -> str:
@@ -344,14 +345,14 @@ class RedisStore:
         return True
 
     async def reserve_send(self, tenant: str, channel: Channel, identifier: str, *,
-                           at_s: int, cap: int, window_s: int, keep: int = 3) -> Reservation:
+                           at_s: int, cap: int, window_s: int) -> Reservation:
         """Take a slot of a per-window cap atomically (``reserve_send.lua``): ``at_s`` is
         added to the identifier's send times only if fewer than ``cap`` of them fall inside
         the window, in the same call that counts them."""
         bucket = keys.bucket_of(identifier)
         command = ("EVALSHA", *self._reserve.args(
             [keys.sends(tenant, channel, bucket), keys.suppressions(tenant, channel, bucket)],
-            [codec.encode_field(channel, identifier), at_s, cap, window_s, max(keep, cap),
+            [codec.encode_field(channel, identifier), at_s, cap, window_s, max(KEEP_SENDS, cap),
              self.erased_field(tenant, channel, identifier)]))
         reply = await self._call("reserve_send", partial(self.client.execute_command, *command))
         status = int(reply[0])
@@ -366,15 +367,7 @@ class RedisStore:
             [keys.sends(tenant, channel, bucket)], [codec.encode_field(channel, identifier), at_s]))
         await self._call("release_send", partial(self.client.execute_command, *command))
 
-    async def record_message(self, tenant: str, channel: Channel, identifier: str, *,
-                             record: dict[str, Any], at_ms: int, marketing_sent: bool,
-                             retention_ms: int, keep_sends: int = 3) -> None:
-        await self.record_messages([MessageRecord(tenant, channel, identifier, record, at_ms,
-                                                  marketing_sent, retention_ms)],
-                                   keep_sends=keep_sends)
-
-    async def record_messages(self, items: Sequence[MessageRecord], *, keep_sends: int = 3
-                              ) -> None:
+    async def record_messages(self, items: Sequence[MessageRecord]) -> None:
         """Several send attempts in one pipeline (``record_message.lua`` each). An erased
         identifier gets no record, whatever the outcome: the script checks its hashed
         entry in the same call."""
@@ -388,7 +381,7 @@ class RedisStore:
                  keys.suppressions(r.tenant, r.channel, bucket)],
                 [codec.encode_field(r.channel, r.identifier),
                  str(r.at_ms // 1000) if r.marketing_sent else "", line,
-                 r.at_ms - r.retention_ms, keep_sends,
+                 r.at_ms - r.retention_ms, KEEP_SENDS,
                  self.erased_field(r.tenant, r.channel, r.identifier)])))
         if commands:
             budget = max(self.op_timeout_s, 0.0005 * len(commands))
