@@ -51,12 +51,13 @@ def parse_limit(raw: str | None, *, default: int = DEFAULT_PAGE, maximum: int = 
     return int(raw)
 
 
-def _normalize(request: web.Request, key: ApiKey, channel: Channel, raw: str) -> str:
-    """The normalised identifier, or 422 invalid_recipient naming the 'identifier' field."""
+def _normalize(request: web.Request, key: ApiKey, channel: Channel, raw: str, *,
+               field: str = "identifier") -> str:
+    """The normalised identifier, or 422 invalid_recipient naming ``field``."""
     try:
         return normalize(channel, raw, default_region=_region(request, key))
     except InvalidRecipient as exc:
-        exc.field = exc.field or "identifier"
+        exc.field = exc.field or field
         raise
 
 

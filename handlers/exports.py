@@ -25,9 +25,17 @@ from pydantic import Field
 from suppression.apikeys import ApiKey, Scope
 from suppression.datasets import EXPORT_EVENT, DatasetStore, authorize_export, export_text
 from suppression.errors import StoreUnavailable
-from suppression.sharing import Dataset, Purpose, Recipient, RecipientType, SharingRequest
+from suppression.sharing import (
+    MAX_NAME_CHARS,
+    Dataset,
+    Purpose,
+    Recipient,
+    RecipientType,
+    SharingRequest,
+)
 from suppression.tenants import Tenant
 
+from .admin import _actor as admin_actor
 from .admin import parse_limit
 from .auth import authenticate
 from .context import parts
@@ -43,7 +51,7 @@ MAX_DATASETS = 16
 
 class RecipientIn(Strict):
     type: Annotated[RecipientType, Field(strict=False)]
-    name: str | None = Field(default=None, min_length=1, max_length=200,
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS,
                              description="required for 'processor': who receives the data")
 
 
@@ -61,7 +69,7 @@ def _tenant(request: web.Request, key: ApiKey) -> Tenant:
 
 
 def _actor(request: web.Request, key: ApiKey) -> dict[str, str]:
-    return {"key_id": key.id, "key_name": key.name, "remote": request.remote or ""}
+    return {**admin_actor(key), "remote": request.remote or ""}
 
 
 @routes.post("/v1/exports")

@@ -5,11 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from suppression.apikeys import Scope
-from suppression.errors import InvalidRecipient, InvalidRequest
-from suppression.identifiers import normalize
-from suppression.models import Channel
+from suppression.errors import InvalidRequest
 
-from .admin import _channel, parse_limit
+from .admin import _channel, _guess_channels, _normalize, parse_limit
 from .auth import authenticate
 from .context import parts
 
@@ -27,14 +25,8 @@ async def messages(request: web.Request) -> web.Response:
     if not raw:
         raise InvalidRequest("'to' is required", field="to")
     given = request.query.get("channel")
-    channel = _channel(given) if given is not None else (
-        Channel.EMAIL if "@" in raw else Channel.SMS)
-    tenant = parts(request).settings.tenant(key.tenant)
-    try:
-        to = normalize(channel, raw, default_region=tenant.default_region if tenant else "US")
-    except InvalidRecipient as exc:
-        exc.field = exc.field or "to"
-        raise
+    channel = _channel(given) if given is not None else _guess_channels(raw)[0]
+    to = _normalize(request, key, channel, raw, field="to")
     items = await parts(request).store.message_records(key.tenant, channel, to)
     return web.json_response({"items": items})
 

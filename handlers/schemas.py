@@ -11,14 +11,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from suppression.models import Reason
+from suppression.subjects import ConsentMethod
 
 OptOutReason = Literal[
     "stop_keyword", "unsubscribe_click", "one_click", "mailto", "complaint", "bounce",
     "manual", "import",
 ]
 ChannelName = Literal["sms", "email"]
-ConsentMethod = Literal["web_form", "keyword", "import", "api", "double_opt_in", "paper_form",
-                        "verbal", "other"]  # = suppression.subjects.CONSENT_METHODS
 MAX_CHECK = 10_000
 
 

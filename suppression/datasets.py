@@ -40,9 +40,7 @@ from .errors import InvalidRequest, SharingProhibited
 from .models import Channel, iso_ms, new_event_id, now_ms
 from .sharing import Dataset, SharingDecision, SharingRequest, decide_sharing
 from .store import (
-    CONSENT_GRANTED,
-    CONSENT_PENDING,
-    CONSENT_REVOKED,
+    CONSENT_STATUS,
     RedisStore,
     decode_consent,
     parse_audit,
@@ -95,7 +93,6 @@ COLUMNS: dict[Dataset, tuple[str, ...]] = {
     Dataset.EMAIL_SUPPRESSIONS: SUPPRESSION_COLUMNS,
     Dataset.MESSAGE_RECORDS: MESSAGE_COLUMNS,
 }
-_STATUS = {CONSENT_GRANTED: "granted", CONSENT_REVOKED: "revoked", CONSENT_PENDING: "pending"}
 MESSAGE_CHANNELS = (Channel.SMS, Channel.EMAIL)
 Bucket = tuple[Channel, int]
 Row = dict[str, Any]
@@ -130,11 +127,8 @@ class ExportPlan:
 class DatasetStore:
     """Dataset reads and the tenant audit on top of the store's client and time budget."""
 
-    def __init__(self, store: RedisStore, *, read_batch: int | None = None,
-                 suppression_page: int | None = None) -> None:
+    def __init__(self, store: RedisStore) -> None:
         self.store = store
-        self.read_batch = read_batch or READ_BATCH
-        self.suppression_page = suppression_page or SUPPRESSION_PAGE
         self.timeout_s = max(store.op_timeout_s, BULK_TIMEOUT_S)
 
     async def _run(self, what: str, commands: Sequence[Sequence[str | int]]) -> list[Any]:
@@ -194,13 +188,13 @@ class DatasetStore:
             cursor: str | None = None
             while True:
                 items, cursor = await self.store.list_page(
-                    tenant, channel, cursor=cursor, limit=self.suppression_page, query=None)
+                    tenant, channel, cursor=cursor, limit=SUPPRESSION_PAGE, query=None)
                 if items:
                     yield [i.to_json() for i in items]
                 if cursor is None:
                     return
-        for i in range(0, len(plan.buckets), self.read_batch):
-            batch = plan.buckets[i:i + self.read_batch]
+        for i in range(0, len(plan.buckets), READ_BATCH):
+            batch = plan.buckets[i:i + READ_BATCH]
             if plan.dataset is Dataset.SMS_CONSENTS:
                 yield await self._consent_rows(tenant, [b for _, b in batch])
             else:
@@ -311,7 +305,7 @@ def _consents_of_bucket(ch: Channel, consents: dict[bytes, bytes], sups: dict[by
         method = detail.pop("method", entry.source if entry is not None else None)
         out.append({
             "channel": ch.value, "identifier": name,
-            "status": _STATUS.get(status, "unknown"), "consented_at": iso_ms(at_ms),
+            "status": CONSENT_STATUS.get(status, "unknown"), "consented_at": iso_ms(at_ms),
             "method": method, "evidence": detail.pop("evidence", None),
             "recorded_by": detail.get("key_name") or detail.get("actor"),
             # STOP wins over consent: a suppressed number is not messaged whatever this says.

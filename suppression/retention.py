@@ -88,8 +88,7 @@ class RetentionSweeper:
                  cycle_s: float = 3600.0, min_interval_s: float = 0.2,
                  start_delay_s: float = 60.0, outage_retry_s: float = 5.0,
                  clock: Callable[[], int] = now_ms,
-                 slice_buckets: int = SLICE_BUCKETS,
-                 max_trim_per_call: int = MAX_TRIM_PER_CALL) -> None:
+                 slice_buckets: int = SLICE_BUCKETS) -> None:
         self.store = store
         self.units = units_of(tenants)
         self.interval_s = max(min_interval_s, cycle_s / max(1, len(self.units)))
@@ -98,7 +97,6 @@ class RetentionSweeper:
         self.outage_retry_s = max(self.interval_s, outage_retry_s)
         self.clock = clock
         self.slice_buckets = slice_buckets
-        self.max_trim_per_call = max_trim_per_call
         self._shard_script = Script("trim_shard")
         self._tenant_script = Script("trim_tenant")
         self._next = 0
@@ -188,7 +186,7 @@ class RetentionSweeper:
             return await self._sweep_tenant(unit.tenant, now)
         tenant, channel = unit.tenant, unit.channel
         argv = [now - tenant.message_retention_days * DAY_MS,
-                now - tenant.audit_retention_days * DAY_MS, self.max_trim_per_call]
+                now - tenant.audit_retention_days * DAY_MS, MAX_TRIM_PER_CALL]
         first = unit.shard * keys.BUCKETS_PER_SHARD
         out = Trimmed()
         for start in range(first, first + keys.BUCKETS_PER_SHARD, self.slice_buckets):
@@ -196,7 +194,7 @@ class RetentionSweeper:
                                        first + keys.BUCKETS_PER_SHARD))
             names = _bucket_keys(tenant.id, channel, buckets)
             more = True
-            while more:  # a call stops after max_trim_per_call items: a backlog takes several
+            while more:  # a call stops after MAX_TRIM_PER_CALL items: a backlog takes several
                 reply = await self.store.run_script("retention", self._shard_script, names,
                                                     argv)
                 messages, audit, send_times, again = (int(n) for n in reply)
@@ -210,7 +208,7 @@ class RetentionSweeper:
             "retention", self._tenant_script,
             [keys.review(tenant.id), keys.tenant_audit(tenant.id)],
             [now - tenant.review_retention_days * DAY_MS,
-             now - tenant.audit_retention_days * DAY_MS, self.max_trim_per_call])
+             now - tenant.audit_retention_days * DAY_MS, MAX_TRIM_PER_CALL])
         review, tenant_audit = (int(n) for n in reply)
         return Trimmed(review=review, tenant_audit=tenant_audit)
 

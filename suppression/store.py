@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONSENT_REVOKED, CONSENT_GRANTED, CONSENT_PENDING = 0, 1, 2
+CONSENT_STATUS = {CONSENT_GRANTED: "granted", CONSENT_PENDING: "pending",
+                  CONSENT_REVOKED: "revoked"}  # as the APIs and exports name them
 LIST_SCAN_BATCH = 256  # used buckets read per round trip while listing
 MAX_PAGE = 1000
 KEEP_SENDS = 3  # marketing send times kept per identifier: enough for the largest cap (3/24 h)

@@ -33,16 +33,14 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from . import codec, keys
 from .errors import InvalidRequest, NotFound, OptedOut, StoreUnavailable
 from .identifiers import clear_caches, mask
 from .models import Channel, Reason, Source, iso_ms, new_event_id, now_ms, scope_label
 from .store import (
-    CONSENT_GRANTED,
-    CONSENT_PENDING,
-    CONSENT_REVOKED,
+    CONSENT_STATUS,
     AuditEntry,
     RedisStore,
     Script,
@@ -58,11 +56,10 @@ if TYPE_CHECKING:  # the service imports this module: no import cycle at run tim
 log = logging.getLogger(__name__)
 
 ERASE = Script("erase_subject")
-CONSENT_STATUS = {CONSENT_GRANTED: "granted", CONSENT_PENDING: "pending",
-                  CONSENT_REVOKED: "revoked"}
 # How consent was collected (TCPA: keep how). ``source`` stays free text beside it.
-CONSENT_METHODS = ("web_form", "keyword", "import", "api", "double_opt_in", "paper_form",
-                   "verbal", "other")
+ConsentMethod = Literal["web_form", "keyword", "import", "api", "double_opt_in", "paper_form",
+                        "verbal", "other"]
+CONSENT_METHODS: tuple[str, ...] = get_args(ConsentMethod)
 # Opt-ins that come from the person themselves: the only ones that lift an erasure.
 SELF_OPT_IN = frozenset({Reason.OPT_IN_KEYWORD})
 # Audit records of an erased person within this window become event-id markers, so a
