@@ -15,6 +15,7 @@ from suppression.apikeys import ApiKey, Scope
 from suppression.errors import InvalidRecipient, InvalidRequest, NotFound
 from suppression.identifiers import normalize
 from suppression.models import Channel, Reason, Source, iso_ms
+from suppression.outbound import record_api_consent
 from suppression.subjects import ConsentEvidence
 
 from . import schemas
@@ -150,20 +151,12 @@ async def add_consent(request: web.Request) -> web.Response:
         method=body.method, evidence_ref=body.evidence_ref, ip=body.ip,
         user_agent=body.user_agent, message_id=body.message_id,
         collected_at=body.collected_at).detail()}
-    tenant = parts(request).settings.tenant(key.tenant)
-    status = "granted"
-    if channel is Channel.SMS and tenant is not None:
-        # SMS consent may need the person's confirmation first (the tenant's double_opt_in).
-        done = await parts(request).sms.record_consent(
-            tenant, ident, method=body.source, evidence=body.evidence, detail=detail)
-        at, status = done.at_ms, done.status
-    else:
-        at = await parts(request).service.record_consent(
-            key.tenant, channel, ident, method=body.source, evidence=body.evidence,
-            detail=detail)
+    done = await record_api_consent(
+        parts(request).sms, key.tenant, parts(request).settings.tenant(key.tenant), channel,
+        ident, method=body.source, evidence=body.evidence, detail=detail)
     return web.json_response({"channel": channel.value, "identifier": ident,
-                              "source": body.source, "status": status,
-                              "created_at": iso_ms(at)}, status=201)
+                              "source": body.source, "status": done.status,
+                              "created_at": iso_ms(done.at_ms)}, status=201)
 
 
 @routes.get("/v1/audit")

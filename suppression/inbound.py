@@ -50,9 +50,12 @@ class InboundHandler:
         detail = {"rule": intent.rule, "to": to, "provider": provider}
         if provider_id:
             detail["message_id"] = provider_id
+        # The provider's message id: a retried webhook is told apart by it.
+        dedupe = (Claim(keys.inbound_seen(tenant.id, sender, provider_id), DEDUPE_TTL_S)
+                  if provider_id else None)
         if intent.kind is IntentKind.OPT_OUT:
-            return await self._opt_out(tenant, sender, intent, detail, provider_id)
-        if provider_id and not await self._first_time(tenant, sender, provider_id):
+            return await self._opt_out(tenant, sender, intent, detail, dedupe)
+        if dedupe is not None and not await self.service.claim(dedupe):
             log.info("inbound %s already handled; not applied again", provider_id)
             return InboundResult(intent, None, duplicate=True)
         if intent.kind is IntentKind.OPT_IN:
@@ -72,16 +75,14 @@ class InboundHandler:
         return InboundResult(intent, None)
 
     async def _opt_out(self, tenant: Tenant, sender: str, intent: Intent,
-                       detail: dict[str, str], provider_id: str | None) -> InboundResult:
-        dedupe = (Claim(keys.inbound_seen(tenant.id, sender, provider_id), DEDUPE_TTL_S)
-                  if provider_id else None)
+                       detail: dict[str, str], dedupe: Claim | None) -> InboundResult:
         confirm = Claim(keys.confirmation_sent(tenant.id, Channel.SMS, sender),
                         CONFIRMATION_GAP_S)
         done = await self.service.opt_out_claimed(
             tenant.id, Channel.SMS, sender, reason=Reason.STOP_KEYWORD, source=Source.SMS,
             detail=detail, dedupe=dedupe, confirm=confirm)
         if done.duplicate:
-            log.info("inbound %s already handled; not applied again", provider_id)
+            log.info("inbound %s already handled; not applied again", detail.get("message_id"))
             return InboundResult(intent, None, duplicate=True)
         return InboundResult(intent, tenant.reply("opt_out") if done.confirm else None)
 
@@ -94,18 +95,6 @@ class InboundHandler:
         if state is None or state[0] != CONSENT_PENDING:
             return {}
         return {"double_opt_in": "confirmed", "pending_since": iso_ms(state[1])}
-
-    async def _first_time(self, tenant: Tenant, sender: str, provider_id: str) -> bool:
-        claim = Claim(keys.inbound_seen(tenant.id, sender, provider_id), DEDUPE_TTL_S)
-        if self.service.local_claims.held(claim):
-            return False  # seen during an outage
-        try:
-            return await self.store.claim(claim.key, claim.ttl_s)
-        except StoreUnavailable:
-            # Remembered here, so the provider's retry is told apart; if in doubt (another
-            # worker) applying twice is harmless, dropping one is not.
-            self.service.local_claims.take(claim)
-            return True
 
     async def _review(self, tenant: Tenant, sender: str, body: str, intent: Intent,
                       provider_id: str | None) -> None:

@@ -424,6 +424,20 @@ class SmsSender:
                                               req.tenant.message_retention_days * DAY_S * 1000))
 
 
+async def record_api_consent(sms: SmsSender, tenant_id: str, tenant: Tenant | None,
+                             channel: Channel, identifier: str, *, method: str,
+                             evidence: str | None, detail: dict[str, str]) -> ConsentRecorded:
+    """A consent recorded through the API (POST /v1/consents): an SMS consent of a
+    configured tenant goes through its rules (double opt-in: pending until the person's
+    YES); any other is recorded granted at once."""
+    if channel is Channel.SMS and tenant is not None:
+        return await sms.record_consent(tenant, identifier, method=method, evidence=evidence,
+                                        detail=detail)
+    at = await sms.service.record_consent(tenant_id, channel, identifier, method=method,
+                                          evidence=evidence, detail=detail)
+    return ConsentRecorded("granted", at)
+
+
 def _check_cap(to: str, now: datetime, sends: list[int], cap: int) -> None:
     """Raise FrequencyCapped when ``cap`` of ``sends`` (times, s) fall in the 24 h before
     ``now``, saying when the oldest of them leaves the window."""

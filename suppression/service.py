@@ -263,6 +263,18 @@ class SuppressionService:
         self.journal.mark_applied([ev.id])
         return ClaimedOptOut(ev, duplicate=False, confirm=confirmed and not confirmed_locally)
 
+    async def claim(self, claim: Claim) -> bool:
+        """Take a claim (True the first time within its TTL). With Redis down it is taken
+        in this process (``local_claims``), so a retry is still told apart; if in doubt
+        (another worker) the answer is True: acting twice is harmless, dropping one is not."""
+        if self.local_claims.held(claim):
+            return False  # taken during an outage
+        try:
+            return await self.store.claim(claim.key, claim.ttl_s)
+        except StoreUnavailable:
+            self.local_claims.take(claim)
+            return True
+
     def defer(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
         """Retry a best-effort store write once Redis answers again (bounded: past
         ``DEFERRED_MAX`` the oldest is dropped with a warning)."""
