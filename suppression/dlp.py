@@ -237,6 +237,11 @@ def phone_numbers(data: bytes, region: str = "US", *, at_least: int = 1,
     """
     if not may_hold(data, at_least):
         return set()
+    return scan(data, region, strict=strict)
+
+
+def scan(data: bytes, region: str = "US", *, strict: bool = False) -> set[str]:
+    """``phone_numbers`` without its ``may_hold`` pre-check, for a caller that made it."""
     found: set[str] = set()
     budget = MAX_CANDIDATES
     for text in texts(data):

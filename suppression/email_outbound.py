@@ -204,8 +204,10 @@ class EmailSender:
                    if ref is None and not seen]
         # Transactional mail is the same for everyone: signed once (DKIM, when the tenant
         # has a key for the From domain), before anything is sent.
-        same = self._sign(tenant, sub.data) if sub.transactional and pending else None
-        first = {pending[0]: self._personalise(sub, pending[0], topic)} \
+        # The From header is the same in every copy: its signing domain is found once.
+        signer = _signing_domain(tenant, sub.data)
+        same = self._sign(tenant, sub.data, signer) if sub.transactional and pending else None
+        first = {pending[0]: self._personalise(sub, pending[0], topic, signer)} \
             if pending and same is None else {}
         gate = asyncio.Semaphore(MAX_PARALLEL_RELAYS)
 
@@ -216,7 +218,8 @@ class EmailSender:
             if seen:
                 return RecipientResult(rcpt, "relayed", 250, "2.0.0 already relayed")
             async with gate:
-                data = same or first.pop(rcpt, None) or self._personalise(sub, rcpt, topic)
+                data = same or first.pop(rcpt, None) or self._personalise(sub, rcpt, topic,
+                                                                          signer)
                 return await self._relay_one(sub, message_id, rcpt, data)
 
         results = list(await asyncio.gather(*(
@@ -255,9 +258,8 @@ class EmailSender:
         # off the event loop, and bounded (dlp.MAX_CANDIDATES).
         inside = ", ".join(tenant.email_domains) or "the tenant"
         try:
-            numbers = await asyncio.to_thread(dlp.phone_numbers, sub.data,
-                                              tenant.default_region, at_least=need,
-                                              strict=True)
+            numbers = await asyncio.to_thread(dlp.scan, sub.data, tenant.default_region,
+                                              strict=True)  # may_hold is checked above
         except dlp.TooManyCandidates:
             # It cannot check, so it does not send (outside the tenant's domains).
             found = -1
@@ -315,21 +317,20 @@ class EmailSender:
         await self._record(sub, message_id, rcpt, "sent", None, reply=accepted.reply)
         return RecipientResult(rcpt, "relayed", 250, "2.0.0 relayed")
 
-    def _personalise(self, sub: Submission, rcpt: str, topic: str | None) -> bytes:
+    def _personalise(self, sub: Submission, rcpt: str, topic: str | None,
+                     signer: str | None) -> bytes:
         """The recipient's copy: its own unsubscribe headers, then the tenant's signature."""
         token = self.tokens.issue(sub.tenant.id, Channel.EMAIL, rcpt, topic or "")
         url, mailto = self.links.for_token(token)
         data = em.rewrite_headers(sub.data, remove=UNSUBSCRIBE_HEADERS,
                                   add=em.unsubscribe_headers(url, f"mailto:{mailto}"))
-        return self._sign(sub.tenant, data)
+        return self._sign(sub.tenant, data, signer)
 
-    def _sign(self, tenant: Tenant, data: bytes) -> bytes:
-        if not tenant.dkim_selector or tenant.dkim_key_file is None:
+    def _sign(self, tenant: Tenant, data: bytes, signer: str | None) -> bytes:
+        """``signer``: the message's ``_signing_domain`` (None: sent unsigned)."""
+        if signer is None or not tenant.dkim_selector or tenant.dkim_key_file is None:
             return data
-        domain = _from_domain(data)
-        if domain is None or domain not in tenant.email_domains:
-            return data  # only the tenant's own domains are signed (DMARC alignment)
-        return em.dkim_sign(data, selector=tenant.dkim_selector, domain=domain,
+        return em.dkim_sign(data, selector=tenant.dkim_selector, domain=signer,
                             private_key=_read_key(tenant.dkim_key_file))
 
     def _warn_postal_address(self, tenant: Tenant, data: bytes) -> None:
@@ -397,6 +398,15 @@ def _from_domain(data: bytes) -> str | None:
     address = values[0].rsplit("<", 1)[-1].strip().rstrip(">").strip()
     _, at, domain = address.rpartition("@")
     return domain.lower() if at and domain else None
+
+
+def _signing_domain(tenant: Tenant, data: bytes) -> str | None:
+    """The From domain the tenant signs this message for, or None: no key, or a domain
+    that is not one of the tenant's own (only those are signed: DMARC alignment)."""
+    if not tenant.dkim_selector or tenant.dkim_key_file is None:
+        return None
+    domain = _from_domain(data)
+    return domain if domain is not None and domain in tenant.email_domains else None
 
 
 @lru_cache(maxsize=64)
