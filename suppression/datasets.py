@@ -43,7 +43,9 @@ from .store import (
     CONSENT_STATUS,
     RedisStore,
     decode_consent,
+    json_object,
     parse_audit,
+    parse_message,
 )
 from .tenants import Tenant
 
@@ -220,14 +222,11 @@ class DatasetStore:
         out: list[Row] = []
         for (ch, _), lines in zip(buckets, replies, strict=True):
             for raw in lines:
-                _, _, payload = raw.decode().partition("|")
-                try:
-                    record = json.loads(payload)
-                except json.JSONDecodeError:
+                record = parse_message(raw)
+                if record is None:
                     log.warning("skipping an unreadable message record")
                     continue
-                if isinstance(record, dict):
-                    out.append({"channel": ch.value, **record})
+                out.append({"channel": ch.value, **record})
         return out
 
     # -- tenant audit ---------------------------------------------------------------
@@ -316,12 +315,10 @@ def _consents_of_bucket(ch: Channel, consents: dict[bytes, bytes], sups: dict[by
 
 
 def _parse_record(raw: bytes | str) -> Row | None:
-    try:
-        record = json.loads(raw)
-    except ValueError:
+    record = json_object(raw)
+    if record is None:
         log.warning("skipping an unreadable tenant audit record")
-        return None
-    return record if isinstance(record, dict) else None
+    return record
 
 
 # -- the decision -----------------------------------------------------------------------

@@ -395,16 +395,8 @@ class RedisStore:
             await self.records_barrier()
         key = keys.messages(tenant, channel, keys.bucket_of(identifier))
         rows: Any = await self._call("messages", lambda: self.client.lrange(key, 0, -1))
-        out = []
-        for raw in rows:
-            _, _, payload = raw.decode().partition("|")
-            try:
-                record = json.loads(payload)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and record.get("to") == identifier:
-                out.append(record)
-        return out
+        return [r for r in map(parse_message, rows)
+                if r is not None and r.get("to") == identifier]
 
     async def keep_blocked_content(self, tenant: str, message_id: str, body: str,
                                    ttl_s: int) -> None:
@@ -561,6 +553,22 @@ def _apply_args(ev: OptEvent) -> tuple[list[str], list[str | int]]:
 def audit_record(at_ms: int, kind: str, identifier: str, reason: str, source: str,
                  detail: dict[str, Any]) -> str:
     return json.dumps([at_ms, kind, identifier, reason, source, detail], separators=(",", ":"))
+
+
+def json_object(raw: bytes | str) -> dict[str, Any] | None:
+    """A JSON object, or None for anything else (unreadable, another JSON type)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def parse_message(raw: bytes | str) -> dict[str, Any] | None:
+    """A message-record line (``<at_ms>|<json>``, ``record_message.lua``) as its record,
+    or None if it cannot be read."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    return json_object(text.partition("|")[2])
 
 
 def parse_audit(channel: Channel, raw: bytes | str) -> AuditEntry | None:

@@ -27,7 +27,6 @@ window (``OPTOUT_JOURNAL_RETENTION_S``, 10 minutes) and then deletes them.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import unicodedata
 from dataclasses import dataclass, field
@@ -46,7 +45,9 @@ from .store import (
     Script,
     audit_record,
     decode_consent,
+    json_object,
     parse_audit,
+    parse_message,
     to_suppression,
 )
 
@@ -296,25 +297,14 @@ async def read(store: RedisStore, tenant: str, channel: Channel, identifier: str
         elif entry.type == "erasure" and held.reference and \
                 entry.detail.get("subject") == held.reference:
             held.erasures.append(entry)
-    held.messages = [r for r in map(_message, msgs) if r is not None and r.get("to") == identifier]
+    held.messages = [r for r in map(parse_message, msgs)
+                     if r is not None and r.get("to") == identifier]
     for raw in review:
-        item = _json(raw)
+        item = json_object(raw)
         if item is not None and item.get("from") == identifier:
             held.review.append((raw, item))
     await _read_blocked(store, tenant, held)
     return held
-
-
-def _json(raw: bytes | str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _message(raw: bytes) -> dict[str, Any] | None:
-    return _json(_text(raw).partition("|")[2])
 
 
 async def _read_blocked(store: RedisStore, tenant: str, held: Held) -> None:
