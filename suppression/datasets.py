@@ -22,7 +22,6 @@ make the body differ by those records.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -42,6 +41,7 @@ from .sharing import Dataset, SharingDecision, SharingRequest, decide_sharing
 from .store import (
     CONSENT_STATUS,
     RedisStore,
+    Script,
     decode_consent,
     json_object,
     parse_audit,
@@ -58,31 +58,7 @@ BULK_TIMEOUT_S = 2.0  # a whole-shard size scan is one call: more than a send's 
 AUDIT_PAGE_MAX = 1000
 EXPORT_EVENT = "export"
 
-# Sizes of many keys of one slot, Redis-side: {index, size, index, size, ...} for the
-# non-empty ones. 'active' counts suppression entries whose active bit (256) is set,
-# leaving out erased subjects' hashed entries (fields ' #…'), which listings never show.
-SIZES_LUA = """
-local mode, out = ARGV[1], {}
-for i = 1, #KEYS do
-  local n = 0
-  if mode == 'active' then
-    local all = redis.call('HGETALL', KEYS[i])
-    for j = 1, #all, 2 do
-      local x = tonumber(all[j + 1])
-      if x and math.floor(x / 256) % 2 == 1 and string.sub(all[j], 1, 2) ~= ' #' then
-        n = n + 1
-      end
-    end
-  elseif mode == 'hlen' then
-    n = redis.call('HLEN', KEYS[i])
-  else
-    n = redis.call('LLEN', KEYS[i])
-  end
-  if n > 0 then out[#out + 1] = i; out[#out + 1] = n end
-end
-return out
-"""
-_SIZES_SHA = hashlib.sha1(SIZES_LUA.encode()).hexdigest()
+SIZES = Script("sizes")  # sizes of many keys of one slot (lua/sizes.lua)
 
 SUPPRESSION_COLUMNS = ("channel", "identifier", "scope", "reason", "source", "created_at")
 CONSENT_COLUMNS = ("channel", "identifier", "status", "consented_at", "method", "evidence",
@@ -138,7 +114,7 @@ class DatasetStore:
             try:
                 return await self.store._pipeline(commands)
             except NoScriptError:  # a restarted Redis forgot the script: load, retry once
-                await self.store.client.script_load(SIZES_LUA)
+                await self.store.client.script_load(SIZES.source)
                 return await self.store._pipeline(commands)
 
         return await self.store._call(what, go, self.timeout_s)
@@ -148,7 +124,7 @@ class DatasetStore:
     async def _sizes(self, groups: Sequence[tuple[list[Bucket], list[str]]], mode: str
                      ) -> tuple[int, list[Bucket]]:
         """Total size and non-empty buckets of key groups (one group = one shard's keys)."""
-        commands: list[list[str | int]] = [["EVALSHA", _SIZES_SHA, len(k), *k, mode]
+        commands: list[list[str | int]] = [["EVALSHA", *SIZES.args(k, [mode])]
                                            for _, k in groups if k]
         used = [b for b, k in groups if k]
         replies = await self._run("export.count", commands) if commands else []
