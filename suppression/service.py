@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import subjects
-from .errors import GatewayError, JournalFailed, StoreUnavailable
+from .errors import GatewayError, JournalFailed, OptedOut, StoreUnavailable
 from .identifiers import normalize
 from .journal import Journal
 from .models import (
@@ -472,17 +472,18 @@ class SuppressionService:
         ``status=CONSENT_PENDING``: double opt-in, confirmed by the person's YES later.
         Returns the time recorded (ms).
         """
-        # An erased person cannot be permissioned again by the API or an import.
-        await subjects.refuse_if_erased(self.store, tenant, channel, identifier)
         at = now_ms()
         info: dict[str, str] = {"method": method, **(detail or {})}
         if evidence is not None:
             info["evidence"] = evidence
         if status == CONSENT_PENDING:
             info["status"] = "pending"  # the audit tells a pending consent from a granted one
-        await self.store.record_consent(tenant, channel, identifier, status=status,
-                                        at_ms=at, event_id=new_event_id(), source=method,
-                                        detail=info)
+        # An erased person cannot be permissioned again by the API or an import: the store
+        # refuses the write in the same call that checks.
+        if not await self.store.record_consent(tenant, channel, identifier, status=status,
+                                               at_ms=at, event_id=new_event_id(),
+                                               source=method, detail=info):
+            raise OptedOut(subjects.erased_message(identifier, channel), field="identifier")
         return at
 
     # -- checks -------------------------------------------------------------

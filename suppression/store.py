@@ -221,13 +221,17 @@ class RedisStore:
 
     async def record_consent(self, tenant: str, channel: Channel, identifier: str, *,
                              status: int, at_ms: int, event_id: str, source: str,
-                             detail: dict[str, Any]) -> None:
-        _, con, aud = keys.all_for_identifier(tenant, channel, identifier)
+                             detail: dict[str, Any]) -> bool:
+        """Write a consent state and its audit record; False (nothing written) if the
+        identifier was erased (``record_consent.lua`` checks in the same call)."""
+        sup, con, aud = keys.all_for_identifier(tenant, channel, identifier)
         command = ("EVALSHA", *self._consent.args(
-            [con, aud],
+            [con, aud, sup],
             [codec.encode_field(channel, identifier), encode_consent(at_ms, status), event_id,
-             audit_record(at_ms, "consent", identifier, "", source, detail)]))
-        await self._call("record_consent", lambda: self._pipeline([command]))
+             audit_record(at_ms, "consent", identifier, "", source, detail),
+             self.erased_field(tenant, channel, identifier)]))
+        replies = await self._call("record_consent", lambda: self._pipeline([command]))
+        return bool(replies[0])
 
     # -- reads --------------------------------------------------------------
 

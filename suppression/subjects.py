@@ -149,13 +149,6 @@ def erased_message(identifier: str, channel: Channel) -> str:
             f"or an import ({lift})")
 
 
-async def refuse_if_erased(store: RedisStore, tenant: str, channel: Channel,
-                           identifier: str) -> None:
-    """OptedOut if the identifier was erased (consent by the API or an import)."""
-    if await store.erased(tenant, channel, identifier) is not None:
-        raise OptedOut(erased_message(identifier, channel), field="identifier")
-
-
 async def erasure_lifted_by(store: RedisStore, tenant: str, channel: Channel, identifier: str,
                             reason: Reason) -> bool:
     """Before a channel-wide opt-in: True if it must lift an erasure (the person's own
