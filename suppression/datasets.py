@@ -34,6 +34,7 @@ from typing import Any, Literal
 from redis.exceptions import NoScriptError
 
 from . import keys
+from .bulk import EXPORT_COLUMNS
 from .codec import decode_entry, decode_field
 from .errors import InvalidRequest, SharingProhibited
 from .models import Channel, iso_ms, new_event_id, now_ms
@@ -60,7 +61,7 @@ EXPORT_EVENT = "export"
 
 SIZES = Script("sizes")  # sizes of many keys of one slot (lua/sizes.lua)
 
-SUPPRESSION_COLUMNS = ("channel", "identifier", "scope", "reason", "source", "created_at")
+SUPPRESSION_COLUMNS = EXPORT_COLUMNS  # the same rows as the CLI export
 CONSENT_COLUMNS = ("channel", "identifier", "status", "consented_at", "method", "evidence",
                    "recorded_by", "opted_out_at", "detail")
 MESSAGE_COLUMNS = ("channel", "id", "at", "from", "to", "category", "outcome", "code",

@@ -387,9 +387,7 @@ async def erase(service: SuppressionService, tenant: str, channel: Channel, iden
         raise RuntimeError("the store has no pepper: erasure needs Settings.resolved_pepper()")
     # Journalled events not yet in Redis would write the person back after the erasure.
     await service.settle(tenant, channel, identifier)
-    held = await read(store, tenant, channel, identifier)
-    if not held.anything and held.erased is None:
-        raise NotFound(f"nothing is held about {identifier} on {channel.value} for this tenant")
+    held = await access(store, tenant, channel, identifier)  # NotFound if nothing is held
     counts = held.counts()
     blocked, review = await _erase_tenant_items(store, tenant, held)
     at = now_ms()
